@@ -1,0 +1,67 @@
+"""Binary mode: the frame protocol for programs, on the same command core as text mode."""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tinytcp import errors
+from tinytcp.core import BYE, Code, error
+from tinytcp.framing import FrameReceiver
+from tinytcp.server import Connection, Server
+from tinytcp.wire import encode_frame_reply
+
+log = Logger(namespace="tinytcp")
+
+GOODBYE = encode_frame_reply(BYE)
+
+
+class BinaryProtocol(FrameReceiver, Connection):
+    """One binary client; the server sends nothing until asked."""
+
+    mode = "binary"
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.max_frame = server.settings.max_frame
+        self._out: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        self.open_connection()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self.closing = True
+        self._chunks = None
+        self.close_connection(reason)
+
+    def frameReceived(self, code: int, payload: bytes) -> None:
+        verbose = self.server.settings.verbose
+        if verbose:
+            log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
+        reply = self.server.core.frame_request(self.session, code, payload)
+        if reply.code == Code.ERROR:
+            log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))
+        if verbose:
+            log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=reply.code, payload=reply.payload[:200])
+        self._out.append(encode_frame_reply(reply))
+        if reply.close:
+            self.closing = True
+            self.framesDone()
+            self.hang_up("client said QUIT")
+
+    def framesDone(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            self.transport.write(b"".join(out))
+
+    def frameTooLarge(self, code: int, length: int) -> None:
+        self.closing = True
+        self._chunks = None
+        self.transport.write(encode_frame_reply(error(errors.FRAME_TOO_LARGE)))
+        self.hang_up(f"frame of {length} bytes is over --max-frame ({self.max_frame})")
+
+    def say_goodbye(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.write(GOODBYE)
+            self.hang_up("server shutting down")

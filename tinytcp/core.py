@@ -1,0 +1,163 @@
+"""The command core: a parsed request in, a reply out, and no I/O.
+
+Both wire formats call this module, so a command behaves the same over text lines and
+binary frames, and every command is tested without a reactor.  A reply is a
+``(code, payload, close)`` triple; the codecs in :mod:`tinytcp.wire` turn it into bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, NamedTuple
+
+import regex
+
+from tinytcp import errors
+
+
+class Code:
+    """Binary command codes; a reply carries the code of the command that made it."""
+
+    ECHO = 1
+    REVERSE = 2
+    QUIT = 3
+    TIME = 4
+    HELP = 5
+    ERROR = 0xFF
+
+
+class Reply(NamedTuple):
+    """What a command answers: its code, its payload bytes, and whether to hang up after it."""
+
+    code: int
+    payload: bytes
+    close: bool = False
+
+
+def error(name: str) -> Reply:
+    """The reply for error ``name`` (one of :mod:`tinytcp.errors`)."""
+    return _ERROR_REPLIES.get(name) or Reply(Code.ERROR, name.encode("ascii"))
+
+
+_ERROR_REPLIES = {name: Reply(Code.ERROR, name.encode("ascii")) for name in errors.ERRORS}
+BYE = Reply(Code.QUIT, b"BYE", close=True)
+
+_GRAPHEME = regex.compile(r"\X")
+
+
+def reverse_text(text: str) -> str:
+    """Reverse user-perceived characters, so combining marks and emoji sequences survive."""
+    if text.isascii():
+        return text[::-1]
+    return "".join(reversed(_GRAPHEME.findall(text)))
+
+
+def local_now() -> datetime:
+    """The current local time with its UTC offset."""
+    return datetime.now().astimezone()
+
+
+class Session:
+    """What the core knows of one connection; later commands keep per-client state here."""
+
+    __slots__ = ("requests",)
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+
+Handler = Callable[["Core", Session, "bytes | None"], Reply]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its name and binary code, usage text for HELP, and its handler."""
+
+    name: str
+    code: int
+    usage: str
+    handler: Handler
+    aliases: tuple[str, ...] = ()
+
+
+def _echo(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if argument is None:
+        return error(errors.BAD_ARGUMENTS)
+    return Reply(Code.ECHO, argument)
+
+
+def _reverse(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if argument is None:
+        return error(errors.BAD_ARGUMENTS)
+    try:
+        text = argument.decode("utf-8")
+    except UnicodeDecodeError:
+        return error(errors.BAD_ENCODING)
+    return Reply(Code.REVERSE, reverse_text(text).encode("utf-8"))
+
+
+def _time(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if argument:
+        return error(errors.BAD_ARGUMENTS)
+    return Reply(Code.TIME, core.clock().isoformat(timespec="seconds").encode("ascii"))
+
+
+def _help(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if not argument:
+        return Reply(Code.HELP, core.help_list)
+    command = core.by_name.get(argument.upper())
+    if command is None:
+        return error(errors.UNKNOWN_COMMAND)
+    return Reply(Code.HELP, command.usage.encode("utf-8"))
+
+
+def _quit(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if argument:
+        return error(errors.BAD_ARGUMENTS)
+    return BYE
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("TIME", Code.TIME, "TIME: the server's local time, ISO 8601 with its UTC offset", _time),
+    Command("ECHO", Code.ECHO, "ECHO <text>: send the text back unchanged", _echo),
+    Command(
+        "REVERSE",
+        Code.REVERSE,
+        "REVERSE <text> (alias REV): the text reversed, character by character as a reader sees them",
+        _reverse,
+        aliases=("REV",),
+    ),
+    Command("HELP", Code.HELP, "HELP [command]: the command names, or the usage of one command", _help),
+    Command("QUIT", Code.QUIT, "QUIT (alias EXIT): the server says BYE and closes the connection", _quit, aliases=("EXIT",)),
+)
+
+
+class Core:
+    """Looks commands up by name (text mode) or code (binary mode) and runs them."""
+
+    def __init__(self, clock: Callable[[], datetime] = local_now, commands: tuple[Command, ...] = COMMANDS) -> None:
+        self.clock = clock
+        self.commands = commands
+        self.by_name: dict[bytes, Command] = {}
+        for command in commands:
+            for name in (command.name, *command.aliases):
+                self.by_name[name.encode("ascii")] = command
+        self.by_code: dict[int, Command] = {command.code: command for command in commands}
+        self.help_list = " ".join(command.name for command in commands).encode("ascii")
+
+    def text_request(self, session: Session, word: bytes, argument: bytes | None) -> Reply:
+        """Run the command named ``word`` (any case); ``argument`` is None when the line has none."""
+        session.requests += 1
+        command = self.by_name.get(word.upper())
+        if command is None:
+            return error(errors.UNKNOWN_COMMAND)
+        return command.handler(self, session, argument)
+
+    def frame_request(self, session: Session, code: int, payload: bytes) -> Reply:
+        """Run the command with binary ``code``; the payload is its argument, possibly empty."""
+        session.requests += 1
+        command = self.by_code.get(code)
+        if command is None:
+            return error(errors.UNKNOWN_COMMAND)
+        return command.handler(self, session, payload)

@@ -1,0 +1,20 @@
+"""The error names sent as ``ERROR <NAME>`` (text) or an error frame (binary).
+
+Every name the server can send is listed here, with the reason it is sent, so that
+docs/protocol.md and the tests can be checked against one list.
+"""
+
+UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+BAD_ARGUMENTS = "BAD_ARGUMENTS"
+BAD_ENCODING = "BAD_ENCODING"
+FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
+LINE_TOO_LONG = "LINE_TOO_LONG"
+
+#: name -> when it is sent; docs/protocol.md carries the same table.
+ERRORS: dict[str, str] = {
+    UNKNOWN_COMMAND: "the command word (text) or code (binary) is not a command",
+    BAD_ARGUMENTS: "the command got an argument it does not take, or lacks one it needs",
+    BAD_ENCODING: "a text line, or a payload that must be text, is not valid UTF-8",
+    FRAME_TOO_LARGE: "a binary frame announces a payload above --max-frame; the connection closes",
+    LINE_TOO_LONG: "a text line grows past --max-line bytes; the connection closes",
+}

@@ -1,0 +1,127 @@
+"""Service assembly: endpoints, factories and the shared Server, in one place.
+
+The twistd plugin, the tests and anything else that runs tinytcp build it here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from tinytcp.binary import BinaryProtocol
+from tinytcp.server import Server, Settings
+from tinytcp.text import TextProtocol
+
+log = Logger(namespace="tinytcp")
+
+DEFAULT_TEXT_PORT = 40000
+DEFAULT_BINARY_PORT = 40001
+
+
+def endpoint_description(port: str) -> str:
+    """A bare port number listens on 127.0.0.1 only; anything else is an endpoint description."""
+    if port.isdigit():
+        return f"tcp:{int(port)}:interface=127.0.0.1"
+    return port
+
+
+class ConnectionFactory(Factory):
+    """Builds one protocol per connection, each handed the shared Server."""
+
+    noisy = False  # tinytcp logs its own listening address and every connection
+
+    def __init__(self, server: Server, protocol: Callable[[Server], Protocol]) -> None:
+        self.server = server
+        self.make = protocol
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        protocol = self.make(self.server)
+        protocol.factory = self
+        return protocol
+
+
+class ListenService(Service):
+    """Listens on one endpoint while running and logs the address it is bound to."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.mode = mode
+        self.port: IListeningPort | None = None
+        self._listening: defer.Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        self._listen()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._listening is not None:
+            return
+        self._listening = self.endpoint.listen(self.factory)
+        failures: list[Any] = []
+        self._listening.addCallbacks(self._bound, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _bound(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        log.info("{mode} mode listening on {address}", mode=self.mode, address=describe_host(port.getHost()))
+        return port
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        Service.stopService(self)
+        if self.port is None:
+            return None
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening)
+
+
+def describe_host(address: Any) -> str:
+    """The bound address in the form a client passes to --host/--port (tcp:HOST:PORT)."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None:
+        return f"tcp:{host}:{port}"
+    return f"unix:{getattr(address, 'name', '?')}"
+
+
+class TinyService(MultiService):
+    """All listeners plus the shared Server; on stop it stops listening, then says BYE to everyone."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    def stopService(self) -> defer.Deferred[None]:
+        stopped = defer.maybeDeferred(MultiService.stopService, self)
+        stopped.addCallback(lambda _: self.server.shutdown())
+        return stopped
+
+
+def make_service(
+    settings: Settings,
+    text_ports: list[str],
+    binary_ports: list[str] | None = None,
+    reactor: Any = None,
+) -> TinyService:
+    """Build the service that listens on every given port (bare numbers or endpoint descriptions)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    server = Server(settings, reactor=reactor)
+    service = TinyService(server)
+    for port in text_ports:
+        endpoint = endpoints.serverFromString(reactor, endpoint_description(port))
+        ListenService(endpoint, ConnectionFactory(server, TextProtocol), "text").setServiceParent(service)
+    for port in binary_ports or []:
+        endpoint = endpoints.serverFromString(reactor, endpoint_description(port))
+        ListenService(endpoint, ConnectionFactory(server, BinaryProtocol), "binary").setServiceParent(service)
+    return service

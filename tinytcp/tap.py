@@ -1,0 +1,107 @@
+"""``twistd tinytcp``: command-line options and the service they describe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from tinytcp.server import DEFAULT_BANNER, Settings
+from tinytcp.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{value} is not a positive number")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{value} is negative")
+    return number
+
+
+class Options(usage.Options):
+    """twistd tinytcp [options]"""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, QUIT) as text lines for telnet "
+        "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
+        "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
+        "ssl:..., unix:...) to listen elsewhere. See docs/protocol.md for the wire formats."
+    )
+    optFlags = [
+        ["verbose", "v", "Log every request and reply (costs throughput)."],
+    ]
+    optParameters = [
+        ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
+        ["max-line", None, Settings.max_line, "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.", _positive_int],
+        [
+            "max-frame",
+            None,
+            Settings.max_frame,
+            "Largest binary payload in bytes; larger gets ERROR FRAME_TOO_LARGE.",
+            _positive_int,
+        ],
+        [
+            "shutdown-grace",
+            None,
+            Settings.shutdown_grace,
+            "Seconds to wait on stop for clients to take their BYE before aborting them.",
+            _non_negative_float,
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["port"] = []
+        self["binary-port"] = []
+
+    def opt_port(self, port: str) -> None:
+        """Text clients: a port number (127.0.0.1 only) or endpoint; repeatable [default: 40000]"""
+        self["port"].append(port)
+
+    opt_p = opt_port
+
+    def opt_binary_port(self, port: str) -> None:
+        """Binary clients, as --port; 'none' turns binary mode off [default: 40001]"""
+        self["binary-port"].append(port)
+
+    def postOptions(self) -> None:
+        if not self["port"]:
+            self["port"] = [str(DEFAULT_TEXT_PORT)]
+        if not self["binary-port"]:
+            self["binary-port"] = [str(DEFAULT_BINARY_PORT)]
+        if "none" in self["binary-port"]:
+            if len(self["binary-port"]) > 1:
+                raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
+            self["binary-port"] = []
+        from twisted.internet import reactor
+
+        for port in self["port"] + self["binary-port"]:
+            try:
+                endpoints.serverFromString(reactor, endpoint_description(port))
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError(f"bad port or endpoint description {port!r}: {e}") from None
+
+
+def settings_from(options: Options | dict[str, Any]) -> Settings:
+    """The Settings a parsed command line asks for."""
+    return Settings(
+        banner=options["banner"],
+        max_line=options["max-line"],
+        max_frame=options["max-frame"],
+        shutdown_grace=options["shutdown-grace"],
+        verbose=bool(options["verbose"]),
+    )
+
+
+def makeService(options: Options) -> IService:
+    """What twistd runs: every listener and the shared server state."""
+    return make_service(settings_from(options), options["port"], options["binary-port"])

@@ -1,0 +1,129 @@
+"""Text mode: the newline protocol people type with telnet or nc.
+
+A ``LineReceiver`` subclass whose ``dataReceived`` splits every complete line of one read
+with offsets into that read (LineReceiver's own loop re-splits its buffer per line), takes
+LF or CRLF, strips telnet IAC sequences, and answers all lines of one read with one write.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from tinytcp import errors
+from tinytcp.core import Code, Reply, error
+from tinytcp.server import Connection, Server
+from tinytcp.telnet import DATA, strip_telnet
+from tinytcp.wire import CRLF, encode_text_reply, parse_text_request
+
+log = Logger(namespace="tinytcp")
+
+GOODBYE = b"BYE" + CRLF
+
+
+class TextProtocol(LineReceiver, Connection):
+    """One text client."""
+
+    mode = "text"
+    delimiter = CRLF
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.max_line = server.settings.max_line
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._telnet = DATA
+        self.closing = False
+
+    def connectionMade(self) -> None:
+        self.open_connection()
+        self.transport.write(b"WELCOME " + self.server.settings.banner.encode("utf-8") + CRLF)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self.closing = True
+        self.close_connection(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self._telnet != DATA or b"\xff" in data:
+            data, self._telnet = strip_telnet(data, self._telnet)
+        if b"\n" not in data:
+            if data:
+                self._pending.append(data)
+                self._pending_size += len(data)
+                if self._pending_size > self.max_line:
+                    self._too_long()
+            return
+        if self._pending:
+            self._pending.append(data)
+            data = b"".join(self._pending)
+            self._pending = []
+            self._pending_size = 0
+        out: list[bytes] = []
+        start = 0
+        find = data.find
+        max_line = self.max_line
+        while True:
+            end = find(b"\n", start)
+            if end < 0:
+                break
+            if end - start > max_line:
+                self._flush(out)
+                self._too_long()
+                return
+            reply = self.line(data[start:end])
+            start = end + 1
+            if reply is not None:
+                out.append(encode_text_reply(reply))
+                if reply.close:
+                    self._flush(out)
+                    self.closing = True
+                    self.hang_up("client said QUIT")
+                    return
+        self._flush(out)
+        if start < len(data):
+            rest = data[start:]
+            self._pending.append(rest)
+            self._pending_size = len(rest)
+            if self._pending_size > max_line:
+                self._too_long()
+
+    def line(self, line: bytes) -> Reply | None:
+        """Answer one line (delimiter removed); None for a blank line, which gets no reply."""
+        request = parse_text_request(line)
+        if request is None:
+            return None
+        verbose = self.server.settings.verbose
+        if verbose:
+            log.info("{peer} -> {line!r}", peer=self.peer, line=line.rstrip(b"\r"))
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.session.requests += 1
+            reply = error(errors.BAD_ENCODING)
+        else:
+            reply = self.server.core.text_request(self.session, request.word, request.argument)
+        if reply.code == Code.ERROR:
+            log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))
+        if verbose:
+            log.info("{peer} <- {reply!r}", peer=self.peer, reply=encode_text_reply(reply).rstrip(b"\r\n"))
+        return reply
+
+    def _flush(self, out: list[bytes]) -> None:
+        if out:
+            self.transport.write(b"".join(out))
+
+    def _too_long(self) -> None:
+        self._pending = []
+        self._pending_size = 0
+        self.closing = True
+        self.transport.write(encode_text_reply(error(errors.LINE_TOO_LONG)))
+        self.hang_up(f"line longer than --max-line ({self.max_line} bytes)")
+
+    def say_goodbye(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.transport.write(GOODBYE)
+            self.hang_up("server shutting down")

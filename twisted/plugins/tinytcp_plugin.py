@@ -1,0 +1,5 @@
+"""twistd's door into tinytcp: ``twistd -n tinytcp --port 40000``."""
+
+from twisted.application.service import ServiceMaker
+
+tinytcp = ServiceMaker("tinytcp", "tinytcp.tap", "A small TCP service: text lines and binary frames.", "tinytcp")
