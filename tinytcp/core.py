@@ -24,6 +24,8 @@ class Code:
     QUIT = 3
     TIME = 4
     HELP = 5
+    #: a message the server pushes on its own (chat, notices); never a reply to a request
+    MSG = 0x80
     ERROR = 0xFF
 
 

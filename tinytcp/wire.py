@@ -22,6 +22,7 @@ TEXT_PREFIX: dict[int, bytes] = {
     Code.HELP: b"HELP ",
     Code.QUIT: b"",
     Code.ERROR: b"ERROR ",
+    Code.MSG: b"MSG ",
 }
 #: the reverse map, for clients reading text replies.
 TEXT_WORD: dict[bytes, int] = {prefix.strip(): code for code, prefix in TEXT_PREFIX.items() if prefix}
