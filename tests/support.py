@@ -43,6 +43,7 @@ class RunningServer:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.ports: dict[str, int] = {}
+        self.listening: list[tuple[str, int]] = []
         wanted = {"text", "binary"} if binary else {"text"}
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -60,7 +61,8 @@ class RunningServer:
                 self.lines.append(line)
                 match = LISTENING.search(line)
                 if match:
-                    self.ports[match.group(1)] = int(match.group(2))
+                    self.ports.setdefault(match.group(1), int(match.group(2)))
+                    self.listening.append((match.group(1), int(match.group(2))))
                 self._changed.notify_all()
 
     @property
@@ -88,6 +90,18 @@ class RunningServer:
                         return match
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no log line matches {pattern!r}:\n" + "".join(self.lines))
+                self._changed.wait(0.1)
+
+    def ports_of(self, mode: str, count: int, timeout: float = 10.0) -> list[int]:
+        """Wait until ``count`` ports of ``mode`` are listening and return them."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                ports = [port for m, port in self.listening if m == mode]
+                if len(ports) >= count:
+                    return ports
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{len(ports)} {mode} ports listening, not {count}:\n" + "".join(self.lines))
                 self._changed.wait(0.1)
 
     def connect(self, mode: str = "text", timeout: float = 10.0) -> socket.socket:

@@ -1,0 +1,132 @@
+"""Binary frame mode on a StringTransport."""
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import connect, feed, make_server
+from tinytcp.binary import BinaryProtocol
+from tinytcp.wire import encode_frame
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split a byte string of whole frames; fails on a partial one."""
+    out, offset = [], 0
+    while offset < len(data):
+        code, length = struct.unpack_from(">BI", data, offset)
+        payload = data[offset + 5 : offset + 5 + length]
+        assert len(payload) == length, "partial frame"
+        out.append((code, payload))
+        offset += 5 + length
+    return out
+
+
+class BinaryProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = make_server(max_frame=1000)
+        self.protocol, self.transport = connect(BinaryProtocol, self.server)
+
+    def replies(self) -> list[tuple[int, bytes]]:
+        return frames(self.transport.value())
+
+    def test_nothing_sent_on_connect(self) -> None:
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_echo_exact_bytes(self) -> None:
+        feed(self.protocol, b"\x01\x00\x00\x00\x02hi")
+        self.assertEqual(self.transport.value(), b"\x01\x00\x00\x00\x02hi")
+
+    def test_commands(self) -> None:
+        feed(self.protocol, encode_frame(2, "ab👍🏽".encode()) + encode_frame(4, b"") + encode_frame(5, b"rev"))
+        self.assertEqual(
+            self.replies(),
+            [
+                (2, "👍🏽ba".encode()),
+                (4, b"2025-09-12T17:24:13-05:00"),
+                (5, b"REVERSE <text> (alias REV): the text reversed, character by character as a reader sees them"),
+            ],
+        )
+
+    def test_zero_length_payload(self) -> None:
+        feed(self.protocol, encode_frame(1, b""))
+        self.assertEqual(self.transport.value(), b"\x01\x00\x00\x00\x00")
+
+    def test_maximum_size_payload(self) -> None:
+        payload = bytes(range(256)) * 3 + b"x" * 232
+        self.assertEqual(len(payload), 1000)
+        feed(self.protocol, encode_frame(1, payload), step=7)
+        self.assertEqual(self.replies(), [(1, payload)])
+
+    def test_oversize_length_errors_then_closes(self) -> None:
+        feed(self.protocol, encode_frame(1, b"ok") + b"\x01\x00\x00\x03\xe9" + b"x" * 10)
+        self.assertEqual(self.replies(), [(1, b"ok"), (0xFF, b"FRAME_TOO_LARGE")])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_huge_announced_length_allocates_nothing(self) -> None:
+        feed(self.protocol, b"\x01\xff\xff\xff\xff")
+        self.assertEqual(self.replies(), [(0xFF, b"FRAME_TOO_LARGE")])
+        self.assertIsNone(self.protocol._chunks)
+
+    def test_unknown_code_keeps_connection_usable(self) -> None:
+        feed(self.protocol, encode_frame(0x42, b"?") + encode_frame(1, b"still here"))
+        self.assertEqual(self.replies(), [(0xFF, b"UNKNOWN_COMMAND"), (1, b"still here")])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_invalid_utf8_reverse(self) -> None:
+        feed(self.protocol, encode_frame(2, b"\xc3\x28") + encode_frame(2, b"ok"))
+        self.assertEqual(self.replies(), [(0xFF, b"BAD_ENCODING"), (2, b"ko")])
+
+    def test_quit_replies_bye_then_closes(self) -> None:
+        feed(self.protocol, encode_frame(3, b"") + encode_frame(1, b"late"))
+        self.assertEqual(self.transport.value(), b"\x03\x00\x00\x00\x03BYE")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_frame_split_byte_by_byte(self) -> None:
+        stream = encode_frame(1, b"hello") + encode_frame(1, b"") + encode_frame(2, b"abc")
+        feed(self.protocol, stream, step=1)
+        self.assertEqual(self.replies(), [(1, b"hello"), (1, b""), (2, b"cba")])
+
+    def test_ten_thousand_frames_in_one_write_answered_in_order_in_one_write(self) -> None:
+        stream = b"".join(encode_frame(1, b"%05d" % i) for i in range(10_000))
+        writes: list[bytes] = []
+        self.transport.write = writes.append  # type: ignore[method-assign]
+        feed(self.protocol, stream)
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(writes[0], stream)
+
+    def test_large_frame_in_small_reads(self) -> None:
+        protocol, transport = connect(BinaryProtocol, make_server(max_frame=16 * 1024 * 1024))
+        payload = b"z" * (16 * 1024 * 1024)
+        feed(protocol, encode_frame(1, payload), step=4096)
+        self.assertEqual(frames(transport.value()), [(1, payload)])
+
+
+class BinaryPropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.tuples(st.sampled_from([1, 2, 4, 5, 9]), st.binary(max_size=40)), max_size=12),
+        st.lists(st.integers(1, 600), max_size=12),
+    )
+    def test_any_split_gives_the_same_replies(self, requests: list[tuple[int, bytes]], cuts: list[int]) -> None:
+        stream = b"".join(encode_frame(code, payload) for code, payload in requests)
+        whole_protocol, whole = connect(BinaryProtocol, make_server())
+        whole_protocol.dataReceived(stream)
+        protocol, transport = connect(BinaryProtocol, make_server())
+        points = sorted({c for c in cuts if c < len(stream)})
+        for start, stop in zip([0, *points], [*points, len(stream)]):
+            protocol.dataReceived(stream[start:stop])
+        self.assertEqual(transport.value(), whole.value())
+        self.assertEqual(len(frames(whole.value())), len(requests))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=400))
+    def test_random_bytes_never_crash_and_replies_are_frames(self, data: bytes) -> None:
+        protocol, transport = connect(BinaryProtocol, make_server(max_frame=64))
+        protocol.dataReceived(data)
+        replies = frames(transport.value())
+        for code, payload in replies:
+            self.assertIn(code, {1, 2, 3, 4, 5, 0xFF})
+        if transport.disconnecting:
+            self.assertIn(replies[-1], [(3, b"BYE"), (0xFF, b"FRAME_TOO_LARGE")])

@@ -1,0 +1,71 @@
+"""twistd options and service assembly."""
+
+from twisted.application.service import IService
+from twisted.internet.testing import MemoryReactor
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from tinytcp.server import DEFAULT_BANNER, Settings
+from tinytcp.service import endpoint_description, make_service
+from tinytcp.tap import Options, makeService, settings_from
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        options = parse()
+        self.assertEqual(options["port"], ["40000"])
+        self.assertEqual(options["binary-port"], ["40001"])
+        self.assertEqual(settings_from(options), Settings())
+        self.assertEqual(options["banner"], DEFAULT_BANNER)
+
+    def test_every_option_in_help_with_its_default(self) -> None:
+        text = str(Options())
+        for option, default in [
+            ("--port", "40000"),
+            ("--binary-port", "40001"),
+            ("--banner", DEFAULT_BANNER),
+            ("--max-line", "65536"),
+            ("--max-frame", "1048576"),
+            ("--shutdown-grace", "5.0"),
+        ]:
+            self.assertIn(option, text)
+            self.assertIn(f"[default: {default}]", " ".join(text.split()))
+        self.assertIn("--verbose", text)
+
+    def test_repeated_ports_and_descriptions(self) -> None:
+        options = parse("--port", "41000", "--port", "tcp6:41000:interface=\\:\\:", "--binary-port", "none")
+        self.assertEqual(options["port"], ["41000", "tcp6:41000:interface=\\:\\:"])
+        self.assertEqual(options["binary-port"], [])
+
+    def test_bare_number_is_loopback_only(self) -> None:
+        self.assertEqual(endpoint_description("40000"), "tcp:40000:interface=127.0.0.1")
+        self.assertEqual(endpoint_description("tcp:40000"), "tcp:40000")
+
+    def test_bad_values_are_usage_errors(self) -> None:
+        for args in (
+            ["--port", "nonsense:1"],
+            ["--max-line", "0"],
+            ["--max-frame", "big"],
+            ["--shutdown-grace", "-1"],
+            ["--binary-port", "none", "--binary-port", "5"],
+        ):
+            self.assertRaises(usage.UsageError, parse, *args)
+
+
+class ServiceTests(SynchronousTestCase):
+    def test_listens_where_asked(self) -> None:
+        reactor = MemoryReactor()
+        service = make_service(Settings(), ["40000", "tcp:40002:interface=0.0.0.0"], ["40001"], reactor=reactor)
+        service.startService()
+        listening = [(port, interface) for port, _, _, interface in reactor.tcpServers]
+        self.assertEqual(listening, [(40000, "127.0.0.1"), (40002, "0.0.0.0"), (40001, "127.0.0.1")])
+        self.successResultOf(service.stopService())
+
+    def test_make_service_from_options(self) -> None:
+        self.assertTrue(IService.providedBy(makeService(parse("--binary-port", "none"))))

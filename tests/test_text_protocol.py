@@ -1,0 +1,169 @@
+"""Text mode, byte for byte, on a StringTransport."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import connect, feed, make_server
+from tinytcp.text import TextProtocol
+
+WELCOME = b"WELCOME tinytcp 0.1 ready; type HELP\r\n"
+SESSION = b"TIME\nECHO  hello  world \r\nrev ab\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd\n\nHELP\r\nnope\nECHO\n"
+SESSION_REPLIES = (
+    b"TIME 2025-09-12T17:24:13-05:00\r\n"
+    b"ECHO hello  world\r\n"
+    b"REVERSE \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbdba\r\n"
+    b"HELP TIME ECHO REVERSE HELP QUIT\r\n"
+    b"ERROR UNKNOWN_COMMAND\r\n"
+    b"ERROR BAD_ARGUMENTS\r\n"
+)
+
+
+class TextProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = make_server()
+        self.protocol, self.transport = connect(TextProtocol, self.server)
+
+    def replies(self) -> bytes:
+        value = self.transport.value()
+        self.assertTrue(value.startswith(WELCOME))
+        return value[len(WELCOME) :]
+
+    def test_welcome_banner_on_connect(self) -> None:
+        self.assertEqual(self.transport.value(), WELCOME)
+
+    def test_custom_banner(self) -> None:
+        _, transport = connect(TextProtocol, make_server(banner="hi there"))
+        self.assertEqual(transport.value(), b"WELCOME hi there\r\n")
+
+    def test_pipelined_session_in_one_segment(self) -> None:
+        feed(self.protocol, SESSION)
+        self.assertEqual(self.replies(), SESSION_REPLIES)
+
+    def test_session_split_byte_by_byte(self) -> None:
+        feed(self.protocol, SESSION, step=1)
+        self.assertEqual(self.replies(), SESSION_REPLIES)
+
+    def test_lf_and_crlf(self) -> None:
+        feed(self.protocol, b"ECHO a\nECHO b\r\n")
+        self.assertEqual(self.replies(), b"ECHO a\r\nECHO b\r\n")
+
+    def test_blank_lines_get_no_reply(self) -> None:
+        feed(self.protocol, b"\n\r\n  \t \r\n")
+        self.assertEqual(self.replies(), b"")
+
+    def test_incomplete_line_waits(self) -> None:
+        feed(self.protocol, b"ECHO waiting")
+        self.assertEqual(self.replies(), b"")
+        feed(self.protocol, b"\n")
+        self.assertEqual(self.replies(), b"ECHO waiting\r\n")
+
+    def test_bad_encoding_keeps_connection_usable(self) -> None:
+        feed(self.protocol, b"ECHO \xc3\x28\nECHO \xe2\x82\nECHO fine\n")
+        self.assertEqual(self.replies(), b"ERROR BAD_ENCODING\r\nERROR BAD_ENCODING\r\nECHO fine\r\n")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_bad_encoding_in_the_command_word(self) -> None:
+        feed(self.protocol, b"\xe9CHO x\n")
+        self.assertEqual(self.replies(), b"ERROR BAD_ENCODING\r\n")
+
+    def test_telnet_negotiation_is_stripped(self) -> None:
+        feed(self.protocol, b"\xff\xfd\x03\xff\xfb\x18EC\xff\xf1HO hi\r\n\xff\xf4\xff\xfd\x06")
+        self.assertEqual(self.replies(), b"ECHO hi\r\n")
+
+    def test_a_0xff_byte_is_telnet_not_text(self) -> None:
+        # IAC DONT takes the next byte (here the blank) as its option
+        feed(self.protocol, b"ECHO \xff\xfe ok\n")
+        self.assertEqual(self.replies(), b"ECHO ok\r\n")
+
+    def test_telnet_sequence_split_across_reads(self) -> None:
+        feed(self.protocol, b"ECHO a\xff\xfa\x18\x00xterm\xff\xf0b\r\n", step=1)
+        self.assertEqual(self.replies(), b"ECHO ab\r\n")
+
+    def test_quit_says_bye_then_closes_and_ignores_the_rest(self) -> None:
+        feed(self.protocol, b"ECHO 1\nQUIT\nECHO 2\n")
+        self.assertEqual(self.replies(), b"ECHO 1\r\nBYE\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        feed(self.protocol, b"ECHO 3\n")
+        self.assertEqual(self.replies(), b"ECHO 1\r\nBYE\r\n")
+
+    def test_exit_alias(self) -> None:
+        feed(self.protocol, b"exit\r\n")
+        self.assertEqual(self.replies(), b"BYE\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_format_strings_are_echoed_verbatim(self) -> None:
+        feed(self.protocol, b"ECHO %s%n {0!r} ${HOME} `id`\n")
+        self.assertEqual(self.replies(), b"ECHO %s%n {0!r} ${HOME} `id`\r\n")
+
+
+class LineLimitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = make_server(max_line=100)
+        self.protocol, self.transport = connect(TextProtocol, self.server)
+        self.transport.clear()
+
+    def test_line_at_the_limit_is_served(self) -> None:
+        feed(self.protocol, b"ECHO " + b"x" * 95 + b"\n")
+        self.assertEqual(self.transport.value(), b"ECHO " + b"x" * 95 + b"\r\n")
+
+    def test_long_line_in_one_read(self) -> None:
+        feed(self.protocol, b"ECHO ok\n" + b"x" * 101 + b"\nECHO never\n")
+        self.assertEqual(self.transport.value(), b"ECHO ok\r\nERROR LINE_TOO_LONG\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_long_line_trickling_in_stays_bounded(self) -> None:
+        for _ in range(150):
+            feed(self.protocol, b"y")
+            self.assertLessEqual(self.protocol._pending_size, 101)
+        self.assertEqual(self.transport.value(), b"ERROR LINE_TOO_LONG\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+
+class LoggingTests(SynchronousTestCase):
+    def test_connection_open_close_and_errors_are_logged(self) -> None:
+        server = make_server()
+        with capturedLogs() as events:
+            protocol, transport = connect(TextProtocol, server, port=4242)
+            feed(protocol, b"FLY\nQUIT\n")
+            protocol.connectionLost()
+        text = [e["log_format"].format(**e) for e in events]
+        self.assertIn("127.0.0.1:4242 connected (text)", text)
+        self.assertIn("127.0.0.1:4242: ERROR UNKNOWN_COMMAND", text)
+        self.assertIn("127.0.0.1:4242: closing: client said QUIT", text)
+        self.assertTrue(any(t.startswith("127.0.0.1:4242 disconnected after") and "2 requests" in t for t in text))
+        self.assertEqual(server.connections, set())
+
+    def test_messages_are_logged_only_when_verbose(self) -> None:
+        for verbose in (False, True):
+            with capturedLogs() as events:
+                protocol, _ = connect(TextProtocol, make_server(verbose=verbose))
+                feed(protocol, b"ECHO secret\n")
+            logged = any("secret" in e["log_format"].format(**e) for e in events)
+            self.assertEqual(logged, verbose)
+
+
+class SplitPropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(1, len(SESSION)), max_size=20))
+    def test_any_split_of_a_pipelined_stream_gives_the_same_replies(self, cuts: list[int]) -> None:
+        protocol, transport = connect(TextProtocol, make_server())
+        points = sorted(set(cuts))
+        for start, stop in zip([0, *points], [*points, len(SESSION)]):
+            protocol.dataReceived(SESSION[start:stop])
+        self.assertEqual(transport.value(), WELCOME + SESSION_REPLIES)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300))
+    def test_random_bytes_never_crash_and_every_reply_is_well_formed(self, data: bytes) -> None:
+        protocol, transport = connect(TextProtocol, make_server(max_line=128))
+        protocol.dataReceived(data)
+        lines = transport.value().split(b"\r\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertEqual(lines[0] + b"\r\n", WELCOME)
+        for line in lines[1:-1]:
+            word = line.split(b" ", 1)[0]
+            self.assertIn(word, {b"ECHO", b"REVERSE", b"TIME", b"HELP", b"BYE", b"ERROR"}, line)
+        if transport.disconnecting:
+            self.assertIn(lines[-2], {b"BYE", b"ERROR LINE_TOO_LONG"})

@@ -1,0 +1,91 @@
+"""Codecs and the telnet filter, with property tests for the parsers."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from tinytcp.core import Code, Reply
+from tinytcp.telnet import DATA, strip_telnet
+from tinytcp.wire import (
+    TextRequest,
+    encode_frame,
+    encode_frame_reply,
+    encode_text_reply,
+    parse_text_reply,
+    parse_text_request,
+)
+
+BLANKS = b" \t\r\x0b\x0c"
+
+
+class TextRequestTests(SynchronousTestCase):
+    def test_word_and_argument(self) -> None:
+        self.assertEqual(parse_text_request(b"ECHO hello"), TextRequest(b"ECHO", b"hello"))
+
+    def test_blanks_around_the_line_and_first_run_ignored_inner_kept(self) -> None:
+        self.assertEqual(parse_text_request(b" \tECHO \t a  b \t\r"), TextRequest(b"ECHO", b"a  b"))
+
+    def test_no_argument(self) -> None:
+        self.assertEqual(parse_text_request(b"TIME"), TextRequest(b"TIME", None))
+        self.assertEqual(parse_text_request(b"ECHO   \r"), TextRequest(b"ECHO", None))
+
+    def test_blank_line(self) -> None:
+        self.assertIsNone(parse_text_request(b""))
+        self.assertIsNone(parse_text_request(b" \t\r"))
+
+    @given(
+        st.binary(min_size=1).filter(lambda w: not any(b in BLANKS + b"\n" for b in w)),
+        st.binary().filter(lambda a: b"\n" not in a),
+        st.sampled_from([b" ", b"\t", b"  \t "]),
+    )
+    def test_argument_is_the_rest_after_the_first_blank_run(self, word: bytes, arg: bytes, gap: bytes) -> None:
+        request = parse_text_request(word + gap + arg)
+        assert request is not None
+        self.assertEqual(request.word, word)
+        expected = arg.strip(BLANKS)
+        self.assertEqual(request.argument, expected or None)
+
+    @given(st.binary().filter(lambda a: b"\n" not in a))
+    def test_never_raises(self, line: bytes) -> None:
+        request = parse_text_request(line)
+        if request is not None:
+            self.assertIn(request.word, line)
+
+
+class ReplyCodecTests(SynchronousTestCase):
+    def test_text_replies(self) -> None:
+        self.assertEqual(encode_text_reply(Reply(Code.ECHO, b"hi")), b"ECHO hi\r\n")
+        self.assertEqual(encode_text_reply(Reply(Code.QUIT, b"BYE")), b"BYE\r\n")
+        self.assertEqual(encode_text_reply(Reply(Code.ERROR, b"BAD_ARGUMENTS")), b"ERROR BAD_ARGUMENTS\r\n")
+
+    def test_text_reply_round_trip(self) -> None:
+        for reply in (Reply(Code.ECHO, b"a b"), Reply(Code.QUIT, b"BYE"), Reply(Code.ERROR, b"X"), Reply(Code.MSG, b"* a")):
+            self.assertEqual(parse_text_reply(encode_text_reply(reply)[:-2]), reply)
+
+    def test_frames(self) -> None:
+        self.assertEqual(encode_frame(1, b"hi"), b"\x01\x00\x00\x00\x02hi")
+        self.assertEqual(encode_frame_reply(Reply(0xFF, b"X")), b"\xff\x00\x00\x00\x01X")
+
+
+class TelnetTests(SynchronousTestCase):
+    def test_plain_data_untouched(self) -> None:
+        self.assertEqual(strip_telnet(b"ECHO hi\r\n"), (b"ECHO hi\r\n", DATA))
+
+    def test_negotiation_commands_and_subnegotiation_stripped(self) -> None:
+        data = b"\xff\xfd\x01EC\xff\xf4HO\xff\xfa\x18\x00xterm\xff\xf0 hi\xff\xff\r\n"
+        self.assertEqual(strip_telnet(data), (b"ECHO hi\r\n", DATA))
+
+    def test_option_byte_may_be_a_newline(self) -> None:
+        self.assertEqual(strip_telnet(b"a\xff\xfb\nb")[0], b"ab")
+
+    @given(st.lists(st.binary(), max_size=8), st.data())
+    def test_any_split_gives_the_same_result(self, pieces: list[bytes], data: st.DataObject) -> None:
+        stream = b"".join(pieces)
+        whole, end_state = strip_telnet(stream)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+        state, out = DATA, b""
+        for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+            chunk, state = strip_telnet(stream[start:stop], state)
+            out += chunk
+        self.assertEqual((out, state), (whole, end_state))
+        self.assertNotIn(b"\xff", whole)
