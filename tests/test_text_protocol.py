@@ -6,6 +6,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import connect, feed, make_server
+from tinytcp.telnet import WILL_TIMING_MARK
 from tinytcp.text import TextProtocol
 
 WELCOME = b"WELCOME tinytcp 0.1 ready; type HELP\r\n"
@@ -69,8 +70,13 @@ class TextProtocolTests(SynchronousTestCase):
         self.assertEqual(self.replies(), b"ERROR BAD_ENCODING\r\n")
 
     def test_telnet_negotiation_is_stripped(self) -> None:
-        feed(self.protocol, b"\xff\xfd\x03\xff\xfb\x18EC\xff\xf1HO hi\r\n\xff\xf4\xff\xfd\x06")
+        feed(self.protocol, b"\xff\xfd\x03\xff\xfb\x18EC\xff\xf1HO hi\r\n\xff\xf4")
         self.assertEqual(self.replies(), b"ECHO hi\r\n")
+
+    def test_telnet_timing_mark_is_answered_so_telnet_shows_output_again(self) -> None:
+        # what netkit telnet sends for "ab" + U+1F3FD: it takes 0x8F for Ctrl+O
+        feed(self.protocol, b"ECHO \xf0\x9f\xff\xf5\xff\xfd\x06\xbd\r\nECHO ok\r\n")
+        self.assertEqual(self.replies(), b"\xff\xfb\x06ERROR BAD_ENCODING\r\nECHO ok\r\n")
 
     def test_a_0xff_byte_is_telnet_not_text(self) -> None:
         # IAC DONT takes the next byte (here the blank) as its option
@@ -159,7 +165,7 @@ class SplitPropertyTests(SynchronousTestCase):
     def test_random_bytes_never_crash_and_every_reply_is_well_formed(self, data: bytes) -> None:
         protocol, transport = connect(TextProtocol, make_server(max_line=128))
         protocol.dataReceived(data)
-        lines = transport.value().split(b"\r\n")
+        lines = transport.value().replace(WILL_TIMING_MARK, b"").split(b"\r\n")
         self.assertEqual(lines[-1], b"")
         self.assertEqual(lines[0] + b"\r\n", WELCOME)
         for line in lines[1:-1]:

@@ -69,11 +69,14 @@ class ReplyCodecTests(SynchronousTestCase):
 
 class TelnetTests(SynchronousTestCase):
     def test_plain_data_untouched(self) -> None:
-        self.assertEqual(strip_telnet(b"ECHO hi\r\n"), (b"ECHO hi\r\n", DATA))
+        self.assertEqual(strip_telnet(b"ECHO hi\r\n"), (b"ECHO hi\r\n", DATA, 0))
 
     def test_negotiation_commands_and_subnegotiation_stripped(self) -> None:
         data = b"\xff\xfd\x01EC\xff\xf4HO\xff\xfa\x18\x00xterm\xff\xf0 hi\xff\xff\r\n"
-        self.assertEqual(strip_telnet(data), (b"ECHO hi\r\n", DATA))
+        self.assertEqual(strip_telnet(data), (b"ECHO hi\r\n", DATA, 0))
+
+    def test_timing_mark_requests_are_counted(self) -> None:
+        self.assertEqual(strip_telnet(b"a\xff\xf4\xff\xfd\x06b\xff\xfb\x06\xff\xfd\x06"), (b"ab", DATA, 2))
 
     def test_option_byte_may_be_a_newline(self) -> None:
         self.assertEqual(strip_telnet(b"a\xff\xfb\nb")[0], b"ab")
@@ -81,11 +84,12 @@ class TelnetTests(SynchronousTestCase):
     @given(st.lists(st.binary(), max_size=8), st.data())
     def test_any_split_gives_the_same_result(self, pieces: list[bytes], data: st.DataObject) -> None:
         stream = b"".join(pieces)
-        whole, end_state = strip_telnet(stream)
+        whole, end_state, whole_marks = strip_telnet(stream)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-        state, out = DATA, b""
+        state, out, marks = DATA, b"", 0
         for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
-            chunk, state = strip_telnet(stream[start:stop], state)
+            chunk, state, found = strip_telnet(stream[start:stop], state)
             out += chunk
-        self.assertEqual((out, state), (whole, end_state))
+            marks += found
+        self.assertEqual((out, state, marks), (whole, end_state, whole_marks))
         self.assertNotIn(b"\xff", whole)

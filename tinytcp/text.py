@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from tinytcp import errors
 from tinytcp.core import Code, Reply, error
 from tinytcp.server import Connection, Server
-from tinytcp.telnet import DATA, strip_telnet
+from tinytcp.telnet import DATA, WILL_TIMING_MARK, strip_telnet
 from tinytcp.wire import CRLF, encode_text_reply, parse_text_request
 
 log = Logger(namespace="tinytcp")
@@ -48,7 +48,9 @@ class TextProtocol(LineReceiver, Connection):
         if self.closing:
             return
         if self._telnet != DATA or b"\xff" in data:
-            data, self._telnet = strip_telnet(data, self._telnet)
+            data, self._telnet, marks = strip_telnet(data, self._telnet)
+            if marks:
+                self.transport.write(WILL_TIMING_MARK * marks)
         if b"\n" not in data:
             if data:
                 self._pending.append(data)
