@@ -115,7 +115,7 @@ class BinaryPropertyTests(SynchronousTestCase):
         whole_protocol.dataReceived(stream)
         protocol, transport = connect(BinaryProtocol, make_server())
         points = sorted({c for c in cuts if c < len(stream)})
-        for start, stop in zip([0, *points], [*points, len(stream)]):
+        for start, stop in zip([0, *points], [*points, len(stream)], strict=True):
             protocol.dataReceived(stream[start:stop])
         self.assertEqual(transport.value(), whole.value())
         self.assertEqual(len(frames(whole.value())), len(requests))
@@ -126,7 +126,7 @@ class BinaryPropertyTests(SynchronousTestCase):
         protocol, transport = connect(BinaryProtocol, make_server(max_frame=64))
         protocol.dataReceived(data)
         replies = frames(transport.value())
-        for code, payload in replies:
+        for code, _ in replies:
             self.assertIn(code, {1, 2, 3, 4, 5, 0xFF})
         if transport.disconnecting:
             self.assertIn(replies[-1], [(3, b"BYE"), (0xFF, b"FRAME_TOO_LARGE")])

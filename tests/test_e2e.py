@@ -76,9 +76,7 @@ class EndToEndTests(SynchronousTestCase):
     def test_binary_round_trips(self) -> None:
         with self.server.connect("binary") as sock:
             sock.sendall(b"\x01\x00\x00\x00\x02hi" + encode_frame(2, "ab👍🏽".encode()) + encode_frame(9, b""))
-            self.assertEqual(
-                recv_frames(sock, 3), [(1, b"hi"), (2, "👍🏽ba".encode()), (0xFF, b"UNKNOWN_COMMAND")]
-            )
+            self.assertEqual(recv_frames(sock, 3), [(1, b"hi"), (2, "👍🏽ba".encode()), (0xFF, b"UNKNOWN_COMMAND")])
             sock.sendall(b"\x03\x00\x00\x00\x00")
             self.assertEqual(read_until_closed(sock), b"\x03\x00\x00\x00\x03BYE")
 

@@ -156,7 +156,7 @@ class SplitPropertyTests(SynchronousTestCase):
     def test_any_split_of_a_pipelined_stream_gives_the_same_replies(self, cuts: list[int]) -> None:
         protocol, transport = connect(TextProtocol, make_server())
         points = sorted(set(cuts))
-        for start, stop in zip([0, *points], [*points, len(SESSION)]):
+        for start, stop in zip([0, *points], [*points, len(SESSION)], strict=True):
             protocol.dataReceived(SESSION[start:stop])
         self.assertEqual(transport.value(), WELCOME + SESSION_REPLIES)
 

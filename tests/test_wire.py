@@ -59,7 +59,8 @@ class ReplyCodecTests(SynchronousTestCase):
         self.assertEqual(encode_text_reply(Reply(Code.ERROR, b"BAD_ARGUMENTS")), b"ERROR BAD_ARGUMENTS\r\n")
 
     def test_text_reply_round_trip(self) -> None:
-        for reply in (Reply(Code.ECHO, b"a b"), Reply(Code.QUIT, b"BYE"), Reply(Code.ERROR, b"X"), Reply(Code.MSG, b"* a")):
+        replies = [Reply(Code.ECHO, b"a b"), Reply(Code.QUIT, b"BYE"), Reply(Code.ERROR, b"X"), Reply(Code.MSG, b"* a")]
+        for reply in replies:
             self.assertEqual(parse_text_reply(encode_text_reply(reply)[:-2]), reply)
 
     def test_frames(self) -> None:
@@ -76,7 +77,8 @@ class TelnetTests(SynchronousTestCase):
         self.assertEqual(strip_telnet(data), (b"ECHO hi\r\n", DATA, 0))
 
     def test_timing_mark_requests_are_counted(self) -> None:
-        self.assertEqual(strip_telnet(b"a\xff\xf4\xff\xfd\x06b\xff\xfb\x06\xff\xfd\x06"), (b"ab", DATA, 2))
+        data = b"a\xff\xf4\xff\xfd\x06b\xff\xfb\x06\xff\xfd\x06"
+        self.assertEqual(strip_telnet(data), (b"ab", DATA, 2))
 
     def test_option_byte_may_be_a_newline(self) -> None:
         self.assertEqual(strip_telnet(b"a\xff\xfb\nb")[0], b"ab")
@@ -87,7 +89,7 @@ class TelnetTests(SynchronousTestCase):
         whole, end_state, whole_marks = strip_telnet(stream)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
         state, out, marks = DATA, b"", 0
-        for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+        for start, stop in zip([0, *cuts], [*cuts, len(stream)], strict=True):
             chunk, state, found = strip_telnet(stream[start:stop], state)
             out += chunk
             marks += found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -29,7 +30,7 @@ class BinaryProtocol(FrameReceiver, Connection):
     def connectionMade(self) -> None:
         self.open_connection()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
         self._chunks = None
         self.close_connection(reason)

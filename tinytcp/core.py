@@ -7,9 +7,10 @@ binary frames, and every command is tested without a reactor.  A reply is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import regex
 
@@ -131,7 +132,9 @@ COMMANDS: tuple[Command, ...] = (
         aliases=("REV",),
     ),
     Command("HELP", Code.HELP, "HELP [command]: the command names, or the usage of one command", _help),
-    Command("QUIT", Code.QUIT, "QUIT (alias EXIT): the server says BYE and closes the connection", _quit, aliases=("EXIT",)),
+    Command(
+        "QUIT", Code.QUIT, "QUIT (alias EXIT): the server says BYE and closes the connection", _quit, aliases=("EXIT",)
+    ),
 )
 
 

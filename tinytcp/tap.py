@@ -41,7 +41,13 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
-        ["max-line", None, Settings.max_line, "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.", _positive_int],
+        [
+            "max-line",
+            None,
+            Settings.max_line,
+            "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.",
+            _positive_int,
+        ],
         [
             "max-frame",
             None,

@@ -7,6 +7,7 @@ LF or CRLF, strips telnet IAC sequences, and answers all lines of one read with 
 
 from __future__ import annotations
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -40,7 +41,7 @@ class TextProtocol(LineReceiver, Connection):
         self.open_connection()
         self.transport.write(b"WELCOME " + self.server.settings.banner.encode("utf-8") + CRLF)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
         self.close_connection(reason)
 
