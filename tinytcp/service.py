@@ -5,7 +5,8 @@ The twistd plugin, the tests and anything else that runs tinytcp build it here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints
