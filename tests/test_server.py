@@ -1,11 +1,18 @@
-"""Shared server state: registry and shutdown, on a fake clock."""
+"""Shared server behaviour on a fake clock: registry, limits, backpressure, shutdown."""
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import connect, make_server
 from tinytcp.binary import BinaryProtocol
-from tinytcp.server import describe_peer
+from tinytcp.server import QUIET, describe_peer
 from tinytcp.text import TextProtocol
+from tinytcp.wire import encode_frame
+
+
+def messages(events: list[dict]) -> list[str]:
+    return [e["log_format"].format(**e) for e in events]
 
 
 class ShutdownTests(SynchronousTestCase):
@@ -16,6 +23,7 @@ class ShutdownTests(SynchronousTestCase):
         text_transport.clear()
         self.assertEqual(server.connections, {text, binary})
         done = server.shutdown()
+        server.reactor.advance(QUIET)
         self.assertEqual(text_transport.value(), b"BYE\r\n")
         self.assertEqual(binary_transport.value(), b"\x03\x00\x00\x00\x03BYE")
         self.assertTrue(text_transport.disconnecting and binary_transport.disconnecting)
@@ -26,13 +34,36 @@ class ShutdownTests(SynchronousTestCase):
         self.successResultOf(done)
         self.assertEqual(server.reactor.getDelayedCalls(), [])
 
-    def test_requests_after_bye_are_not_served(self) -> None:
+    def test_requests_still_arriving_are_answered_before_bye(self) -> None:
         server = make_server()
         text, transport = connect(TextProtocol, server)
-        server.shutdown()
         transport.clear()
+        server.shutdown()
+        text.dataReceived(b"ECHO 1\n")
+        server.reactor.advance(QUIET)
+        text.dataReceived(b"ECHO 2\nECHO 3\n")
+        server.reactor.advance(QUIET)
+        self.assertEqual(transport.value(), b"ECHO 1\r\nECHO 2\r\nECHO 3\r\n")
+        server.reactor.advance(QUIET)
+        self.assertEqual(transport.value(), b"ECHO 1\r\nECHO 2\r\nECHO 3\r\nBYE\r\n")
         text.dataReceived(b"ECHO late\n")
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.value(), b"ECHO 1\r\nECHO 2\r\nECHO 3\r\nBYE\r\n")
+
+    def test_shutdown_reads_even_a_paused_client(self) -> None:
+        server = make_server()
+        text, transport = connect(TextProtocol, server)
+        text.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        server.shutdown()
+        self.assertEqual(transport.producerState, "producing")
+        text.pauseProducing()
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_new_connections_during_shutdown_are_refused(self) -> None:
+        server = make_server()
+        server.shutdown()
+        _, transport = connect(TextProtocol, server)
+        self.assertEqual(transport.value(), b"ERROR BUSY\r\n")
 
     def test_stragglers_are_aborted_after_the_grace(self) -> None:
         server = make_server(shutdown_grace=5.0)
@@ -51,10 +82,103 @@ class ShutdownTests(SynchronousTestCase):
         self.successResultOf(make_server().shutdown())
 
 
+class ConnectionLimitTests(SynchronousTestCase):
+    def test_past_the_limit_gets_busy_and_the_others_are_untouched(self) -> None:
+        server = make_server(max_connections=2)
+        first, first_transport = connect(TextProtocol, server, port=1)
+        connect(BinaryProtocol, server, port=2)
+        with capturedLogs() as events:
+            busy_text, text_transport = connect(TextProtocol, server, port=3)
+            busy_binary, binary_transport = connect(BinaryProtocol, server, port=4)
+        self.assertEqual(text_transport.value(), b"ERROR BUSY\r\n")
+        self.assertEqual(binary_transport.value(), b"\xff\x00\x00\x00\x04BUSY")
+        self.assertTrue(text_transport.disconnecting and binary_transport.disconnecting)
+        self.assertIn("127.0.0.1:3: closing: refused, 2 connections open (--max-connections)", messages(events))
+        busy_text.dataReceived(b"ECHO sneaky\n")
+        busy_text.connectionLost()
+        busy_binary.connectionLost()
+        self.assertEqual(len(server.connections), 2)
+        first_transport.clear()
+        first.dataReceived(b"ECHO fine\n")
+        self.assertEqual(first_transport.value(), b"ECHO fine\r\n")
+        first.connectionLost()
+        _, transport = connect(TextProtocol, server, port=5)
+        self.assertTrue(transport.value().startswith(b"WELCOME"))
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    def test_silent_text_client_is_told_and_closed(self) -> None:
+        server = make_server(idle_timeout=300)
+        text, transport = connect(TextProtocol, server)
+        transport.clear()
+        server.reactor.advance(299)
+        text.dataReceived(b"ECHO x\n")
+        server.reactor.advance(299)
+        self.assertFalse(transport.disconnecting)
+        with capturedLogs() as events:
+            server.reactor.advance(1)
+        self.assertEqual(transport.value(), b"ECHO x\r\nERROR IDLE_TIMEOUT\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertIn("127.0.0.1:5555: closing: idle for 300s (--idle-timeout)", messages(events))
+        text.connectionLost()
+        self.assertEqual(server.reactor.getDelayedCalls(), [])
+
+    def test_silent_binary_client_gets_an_error_frame(self) -> None:
+        server = make_server(idle_timeout=10)
+        _, transport = connect(BinaryProtocol, server)
+        server.reactor.advance(10)
+        self.assertEqual(transport.value(), b"\xff\x00\x00\x00\x0cIDLE_TIMEOUT")
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_draining_write_buffer_counts_as_activity(self) -> None:
+        server = make_server(idle_timeout=10)
+        text, transport = connect(TextProtocol, server)
+        server.reactor.advance(9)
+        text.pauseProducing()
+        text.resumeProducing()
+        server.reactor.advance(9)
+        self.assertFalse(transport.disconnecting)
+
+    def test_zero_turns_it_off(self) -> None:
+        server = make_server(idle_timeout=0)
+        _, transport = connect(TextProtocol, server)
+        self.assertEqual(server.reactor.getDelayedCalls(), [])
+        server.reactor.advance(10**6)
+        self.assertFalse(transport.disconnecting)
+
+    def test_closed_connections_leave_no_timer(self) -> None:
+        server = make_server(idle_timeout=10)
+        text, _ = connect(TextProtocol, server)
+        binary, _ = connect(BinaryProtocol, server)
+        text.dataReceived(b"ECHO a\nQUIT\n")
+        binary.dataReceived(encode_frame(1, b"partial")[:4])
+        text.connectionLost()
+        binary.connectionLost()
+        self.assertEqual(server.reactor.getDelayedCalls(), [])
+        self.assertEqual(server.connections, set())
+
+
+class BackpressureTests(SynchronousTestCase):
+    def test_protocols_register_as_streaming_producers(self) -> None:
+        server = make_server()
+        for protocol_class in (TextProtocol, BinaryProtocol):
+            protocol, transport = connect(protocol_class, server)
+            self.assertIs(transport.producer, protocol)
+            self.assertTrue(transport.streaming)
+            protocol.pauseProducing()
+            self.assertEqual(transport.producerState, "paused")
+            protocol.resumeProducing()
+            self.assertEqual(transport.producerState, "producing")
+
+    def test_closing_unregisters(self) -> None:
+        server = make_server()
+        text, transport = connect(TextProtocol, server)
+        text.dataReceived(b"QUIT\n")
+        self.assertIsNone(transport.producer)
+
+
 class PeerTests(SynchronousTestCase):
     def test_peer_descriptions(self) -> None:
-        from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-
         self.assertEqual(describe_peer(IPv4Address("TCP", "127.0.0.1", 80)), "127.0.0.1:80")
         self.assertEqual(describe_peer(IPv6Address("TCP", "::1", 80)), "[::1]:80")
         self.assertEqual(describe_peer(UNIXAddress(b"/tmp/s")), "unix:/tmp/s")

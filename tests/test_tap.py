@@ -33,6 +33,8 @@ class OptionsTests(SynchronousTestCase):
             ("--max-line", "65536"),
             ("--max-frame", "1048576"),
             ("--shutdown-grace", "5.0"),
+            ("--max-connections", "10000"),
+            ("--idle-timeout", "300.0"),
         ]:
             self.assertIn(option, text)
             self.assertIn(f"[default: {default}]", " ".join(text.split()))
@@ -53,6 +55,8 @@ class OptionsTests(SynchronousTestCase):
             ["--max-line", "0"],
             ["--max-frame", "big"],
             ["--shutdown-grace", "-1"],
+            ["--idle-timeout", "-5"],
+            ["--max-connections", "0"],
             ["--binary-port", "none", "--binary-port", "5"],
         ):
             self.assertRaises(usage.UsageError, parse, *args)

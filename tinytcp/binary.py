@@ -7,20 +7,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tinytcp import errors
-from tinytcp.core import BYE, Code, error
+from tinytcp.core import Code
 from tinytcp.framing import FrameReceiver
 from tinytcp.server import Connection, Server
 from tinytcp.wire import encode_frame_reply
 
 log = Logger(namespace="tinytcp")
 
-GOODBYE = encode_frame_reply(BYE)
 
-
-class BinaryProtocol(FrameReceiver, Connection):
+class BinaryProtocol(Connection, FrameReceiver):
     """One binary client; the server sends nothing until asked."""
 
     mode = "binary"
+    encode = staticmethod(encode_frame_reply)
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -31,9 +30,13 @@ class BinaryProtocol(FrameReceiver, Connection):
         self.open_connection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.closing = True
         self._chunks = None
         self.close_connection(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.closing:
+            self.activity()
+            FrameReceiver.dataReceived(self, data)
 
     def frameReceived(self, code: int, payload: bytes) -> None:
         verbose = self.server.settings.verbose
@@ -46,7 +49,6 @@ class BinaryProtocol(FrameReceiver, Connection):
             log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=reply.code, payload=reply.payload[:200])
         self._out.append(encode_frame_reply(reply))
         if reply.close:
-            self.closing = True
             self.framesDone()
             self.hang_up("client said QUIT")
 
@@ -56,13 +58,6 @@ class BinaryProtocol(FrameReceiver, Connection):
             self.transport.write(b"".join(out))
 
     def frameTooLarge(self, code: int, length: int) -> None:
-        self.closing = True
         self._chunks = None
-        self.transport.write(encode_frame_reply(error(errors.FRAME_TOO_LARGE)))
+        self.send_error(errors.FRAME_TOO_LARGE)
         self.hang_up(f"frame of {length} bytes is over --max-frame ({self.max_frame})")
-
-    def say_goodbye(self) -> None:
-        if not self.closing:
-            self.closing = True
-            self.transport.write(GOODBYE)
-            self.hang_up("server shutting down")

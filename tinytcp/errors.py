@@ -9,6 +9,8 @@ BAD_ARGUMENTS = "BAD_ARGUMENTS"
 BAD_ENCODING = "BAD_ENCODING"
 FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
 LINE_TOO_LONG = "LINE_TOO_LONG"
+IDLE_TIMEOUT = "IDLE_TIMEOUT"
+BUSY = "BUSY"
 
 #: name -> when it is sent; docs/protocol.md carries the same table.
 ERRORS: dict[str, str] = {
@@ -17,4 +19,6 @@ ERRORS: dict[str, str] = {
     BAD_ENCODING: "a text line, or a payload that must be text, is not valid UTF-8",
     FRAME_TOO_LARGE: "a binary frame announces a payload above --max-frame; the connection closes",
     LINE_TOO_LONG: "a text line grows past --max-line bytes; the connection closes",
+    IDLE_TIMEOUT: "the client sent nothing and read nothing for --idle-timeout seconds; the connection closes",
+    BUSY: "--max-connections connections are already open; this one closes at once",
 }

@@ -1,26 +1,33 @@
 """Shared state of a running tinytcp: settings, the command core, and the open connections.
 
 Both protocols register here, so that shutdown can say goodbye to every client and the
-logs can say who connected, for how long and with how many requests.
+logs can say who connected, for how long and with how many requests.  ``Connection`` holds
+what the two protocols share: the connection limit, the idle timeout, backpressure, and the
+shutdown drain.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from tinytcp import __version__
-from tinytcp.core import Core, Session
+from tinytcp import __version__, errors
+from tinytcp.core import BYE, Core, Reply, Session, error
 
 log = Logger(namespace="tinytcp")
 
 DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
+
+#: on shutdown, a client counts as done sending once it has been quiet this long (seconds)
+QUIET = 0.01
 
 
 @dataclass
@@ -30,6 +37,8 @@ class Settings:
     banner: str = DEFAULT_BANNER
     max_line: int = 64 * 1024
     max_frame: int = 1024 * 1024
+    max_connections: int = 10_000
+    idle_timeout: float = 300.0
     shutdown_grace: float = 5.0
     verbose: bool = False
 
@@ -70,10 +79,13 @@ class Server:
                 d.callback(None)
 
     def shutdown(self) -> defer.Deferred[None]:
-        """Say goodbye to every client and fire once all are closed (abort stragglers after the grace)."""
+        """Answer what every client already sent, say BYE, and fire once all are closed.
+
+        Connections still open after ``shutdown_grace`` seconds are aborted.
+        """
         self.stopping = True
         for connection in list(self.connections):
-            connection.say_goodbye()
+            connection.finish()
         if not self.connections:
             return defer.succeed(None)
         drained: defer.Deferred[None] = defer.Deferred()
@@ -90,27 +102,59 @@ class Server:
 
     def _abort_all(self) -> None:
         for connection in list(self.connections):
-            log.warn("{peer}: still open after the shutdown grace, aborting", peer=connection.peer)
-            connection.transport.abortConnection()  # type: ignore[attr-defined]
+            log.warn("{peer}: closing: still open after the shutdown grace, aborting", peer=connection.peer)
+            connection.transport.abortConnection()
 
 
-class Connection:
-    """Bookkeeping shared by the text and binary protocols: registry, session and logs."""
+class Connection(TimeoutMixin):
+    """What the text and binary protocols share: registry, limits, backpressure, logs.
+
+    It is the transport's streaming producer: when the transport's write buffer passes its
+    high-water mark, Twisted calls ``pauseProducing`` and the server stops reading from this
+    client until the buffer drains, so a client that never reads cannot grow server memory.
+    """
 
     mode = "?"
     server: Server
     transport: Any
+    #: turns a Reply into this mode's bytes
+    encode: Callable[[Reply], bytes]
     peer = "?"
     opened = 0.0
+    #: no more requests are read or answered (QUIT, an error that closes, shutdown, lost)
+    closing = False
+    refused = False
+    finishing = False
+    _active = False
 
-    def open_connection(self) -> None:
+    def open_connection(self) -> bool:
+        """Register a new connection, or refuse it with BUSY; True when it is served."""
         self.session = Session()
         self.peer = describe_peer(self.transport.getPeer())
         self.opened = time.monotonic()
-        self.server.add(self)
+        server = self.server
+        if len(server.connections) >= server.settings.max_connections or server.stopping:
+            self.closing = self.refused = True
+            self.transport.write(self.encode(error(errors.BUSY)))
+            log.info(
+                "{peer}: closing: refused, {count} connections open (--max-connections)",
+                peer=self.peer,
+                count=len(server.connections),
+            )
+            self.transport.loseConnection()
+            return False
+        server.add(self)
+        self.callLater = server.reactor.callLater
+        self.setTimeout(server.settings.idle_timeout or None)
+        self.transport.registerProducer(self, True)
         log.info("{peer} connected ({mode})", peer=self.peer, mode=self.mode)
+        return True
 
     def close_connection(self, reason: Failure) -> None:
+        self.closing = True
+        self.setTimeout(None)
+        if self.refused:
+            return
         self.server.remove(self)
         log.info(
             "{peer} disconnected after {duration:.3f}s, {requests} requests ({why})",
@@ -120,11 +164,64 @@ class Connection:
             why=reason.getErrorMessage(),
         )
 
+    def activity(self) -> None:
+        """The client sent something: restart the idle clock."""
+        self._active = True
+        self.resetTimeout()
+
+    def send_error(self, name: str) -> None:
+        self.transport.write(self.encode(error(name)))
+
     def hang_up(self, why: str) -> None:
         """Close the connection on the server's own initiative, after flushing what is queued."""
+        self.closing = True
         log.info("{peer}: closing: {why}", peer=self.peer, why=why)
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
+    def timeoutConnection(self) -> None:
+        if not self.closing:
+            self.send_error(errors.IDLE_TIMEOUT)
+            self.hang_up(f"idle for {self.server.settings.idle_timeout:g}s (--idle-timeout)")
+
+    # IPushProducer, for the transport
+    def pauseProducing(self) -> None:
+        if not self.finishing:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()
+        self.resetTimeout()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost does the cleanup."""
+
+    # shutdown
+    def finish(self) -> None:
+        """On shutdown: read and answer what the client has already sent, then say BYE.
+
+        Reading goes on (backpressure off) until the client has sent nothing for ``QUIET``
+        seconds, so requests already in the socket are answered and the close sends no RST
+        over them.
+        """
+        if self.closing:
+            return
+        self.finishing = True
+        self._active = False
+        self.transport.resumeProducing()
+        self.server.reactor.callLater(QUIET, self._finish_when_quiet)
+
+    def _finish_when_quiet(self) -> None:
+        if self.closing:
+            return
+        if self._active:
+            self._active = False
+            self.server.reactor.callLater(QUIET, self._finish_when_quiet)
+            return
+        self.say_goodbye()
+
     def say_goodbye(self) -> None:
-        """Tell the client the server is stopping and close; each protocol sends its own BYE."""
-        raise NotImplementedError
+        """Tell the client the server is stopping, and close."""
+        if not self.closing:
+            self.transport.write(self.encode(BYE))
+            self.hang_up("server shutting down")

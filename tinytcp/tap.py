@@ -56,6 +56,20 @@ class Options(usage.Options):
             _positive_int,
         ],
         [
+            "max-connections",
+            None,
+            Settings.max_connections,
+            "Most connections open at once (both modes); past it a client gets ERROR BUSY.",
+            _positive_int,
+        ],
+        [
+            "idle-timeout",
+            None,
+            Settings.idle_timeout,
+            "Seconds a client may neither send nor read before ERROR IDLE_TIMEOUT; 0 turns it off.",
+            _non_negative_float,
+        ],
+        [
             "shutdown-grace",
             None,
             Settings.shutdown_grace,
@@ -103,6 +117,8 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         banner=options["banner"],
         max_line=options["max-line"],
         max_frame=options["max-frame"],
+        max_connections=options["max-connections"],
+        idle_timeout=options["idle-timeout"],
         shutdown_grace=options["shutdown-grace"],
         verbose=bool(options["verbose"]),
     )

@@ -20,14 +20,13 @@ from tinytcp.wire import CRLF, encode_text_reply, parse_text_request
 
 log = Logger(namespace="tinytcp")
 
-GOODBYE = b"BYE" + CRLF
 
-
-class TextProtocol(LineReceiver, Connection):
+class TextProtocol(Connection, LineReceiver):
     """One text client."""
 
     mode = "text"
     delimiter = CRLF
+    encode = staticmethod(encode_text_reply)
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -35,19 +34,19 @@ class TextProtocol(LineReceiver, Connection):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._telnet = DATA
-        self.closing = False
 
     def connectionMade(self) -> None:
-        self.open_connection()
-        self.transport.write(b"WELCOME " + self.server.settings.banner.encode("utf-8") + CRLF)
+        if self.open_connection():
+            self.transport.write(b"WELCOME " + self.server.settings.banner.encode("utf-8") + CRLF)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.closing = True
+        self._pending = []
         self.close_connection(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
+        self.activity()
         if self._telnet != DATA or b"\xff" in data:
             data, self._telnet, marks = strip_telnet(data, self._telnet)
             if marks:
@@ -82,7 +81,6 @@ class TextProtocol(LineReceiver, Connection):
                 out.append(encode_text_reply(reply))
                 if reply.close:
                     self._flush(out)
-                    self.closing = True
                     self.hang_up("client said QUIT")
                     return
         self._flush(out)
@@ -121,12 +119,5 @@ class TextProtocol(LineReceiver, Connection):
     def _too_long(self) -> None:
         self._pending = []
         self._pending_size = 0
-        self.closing = True
-        self.transport.write(encode_text_reply(error(errors.LINE_TOO_LONG)))
+        self.send_error(errors.LINE_TOO_LONG)
         self.hang_up(f"line longer than --max-line ({self.max_line} bytes)")
-
-    def say_goodbye(self) -> None:
-        if not self.closing:
-            self.closing = True
-            self.transport.write(GOODBYE)
-            self.hang_up("server shutting down")
