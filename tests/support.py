@@ -32,8 +32,9 @@ class RunningServer:
 
     def __init__(self, *args: str, binary: bool = True, timeout: float = 30.0) -> None:
         self.workdir = tempfile.mkdtemp(prefix="tinytcp-e2e-")
-        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", "tinytcp", "--port", "tcp:0:interface=127.0.0.1"]
-        command += ["--binary-port", "tcp:0:interface=127.0.0.1" if binary else "none"]
+        # bare numbers: loopback only, with tinytcp's accept backlog; 0 picks a free port
+        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", "tinytcp", "--port", "0"]
+        command += ["--binary-port", "0" if binary else "none"]
         command += list(args)
         self.process = subprocess.Popen(
             command, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -46,7 +46,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["binary-port"], [])
 
     def test_bare_number_is_loopback_only(self) -> None:
-        self.assertEqual(endpoint_description("40000"), "tcp:40000:interface=127.0.0.1")
+        self.assertEqual(endpoint_description("40000"), "tcp:40000:interface=127.0.0.1:backlog=1024")
         self.assertEqual(endpoint_description("tcp:40000"), "tcp:40000")
 
     def test_bad_values_are_usage_errors(self) -> None:

@@ -24,10 +24,15 @@ DEFAULT_TEXT_PORT = 40000
 DEFAULT_BINARY_PORT = 40001
 
 
+#: accept queue for bare port numbers; Twisted's default of 50 drops SYNs (a 1 s client stall)
+#: as soon as connections arrive faster than one reactor turn accepts them
+BACKLOG = 1024
+
+
 def endpoint_description(port: str) -> str:
     """A bare port number listens on 127.0.0.1 only; anything else is an endpoint description."""
     if port.isdigit():
-        return f"tcp:{int(port)}:interface=127.0.0.1"
+        return f"tcp:{int(port)}:interface=127.0.0.1:backlog={BACKLOG}"
     return port
 
 
