@@ -42,7 +42,8 @@ class EndToEndTests(SynchronousTestCase):
             sock.sendall(b"ECHO one\nrev abc\n\nhelp\nBOGUS\nQUIT\nECHO never\n")
             self.assertEqual(
                 read_until_closed(sock),
-                b"ECHO one\r\nREVERSE cba\r\nHELP TIME ECHO REVERSE HELP QUIT\r\nERROR UNKNOWN_COMMAND\r\nBYE\r\n",
+                b"ECHO one\r\nREVERSE cba\r\nHELP TIME ECHO REVERSE HELP NICK SAY WHO QUIT\r\n"
+                b"ERROR UNKNOWN_COMMAND\r\nBYE\r\n",
             )
 
     def test_telnet_style_crlf_with_negotiation(self) -> None:

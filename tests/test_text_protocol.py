@@ -9,13 +9,14 @@ from tests.helpers import connect, feed, make_server
 from tinytcp.telnet import WILL_TIMING_MARK
 from tinytcp.text import TextProtocol
 
+REPLY_WORDS = {b"ECHO", b"REVERSE", b"TIME", b"HELP", b"NICK", b"SAID", b"WHO", b"BYE", b"ERROR"}
 WELCOME = b"WELCOME tinytcp 0.1 ready; type HELP\r\n"
 SESSION = b"TIME\nECHO  hello  world \r\nrev ab\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd\n\nHELP\r\nnope\nECHO\n"
 SESSION_REPLIES = (
     b"TIME 2025-09-12T17:24:13-05:00\r\n"
     b"ECHO hello  world\r\n"
     b"REVERSE \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbdba\r\n"
-    b"HELP TIME ECHO REVERSE HELP QUIT\r\n"
+    b"HELP TIME ECHO REVERSE HELP NICK SAY WHO QUIT\r\n"
     b"ERROR UNKNOWN_COMMAND\r\n"
     b"ERROR BAD_ARGUMENTS\r\n"
 )
@@ -170,6 +171,8 @@ class SplitPropertyTests(SynchronousTestCase):
         self.assertEqual(lines[0] + b"\r\n", WELCOME)
         for line in lines[1:-1]:
             word = line.split(b" ", 1)[0]
-            self.assertIn(word, {b"ECHO", b"REVERSE", b"TIME", b"HELP", b"BYE", b"ERROR"}, line)
+            self.assertIn(
+                word, {b"ECHO", b"REVERSE", b"TIME", b"HELP", b"NICK", b"SAID", b"WHO", b"BYE", b"ERROR"}, line
+            )
         if transport.disconnecting:
             self.assertIn(lines[-2], {b"BYE", b"ERROR LINE_TOO_LONG"})

@@ -10,41 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
 import regex
 
 from tinytcp import errors
-
-
-class Code:
-    """Binary command codes; a reply carries the code of the command that made it."""
-
-    ECHO = 1
-    REVERSE = 2
-    QUIT = 3
-    TIME = 4
-    HELP = 5
-    #: a message the server pushes on its own (chat, notices); never a reply to a request
-    MSG = 0x80
-    ERROR = 0xFF
-
-
-class Reply(NamedTuple):
-    """What a command answers: its code, its payload bytes, and whether to hang up after it."""
-
-    code: int
-    payload: bytes
-    close: bool = False
-
-
-def error(name: str) -> Reply:
-    """The reply for error ``name`` (one of :mod:`tinytcp.errors`)."""
-    return _ERROR_REPLIES.get(name) or Reply(Code.ERROR, name.encode("ascii"))
-
-
-_ERROR_REPLIES = {name: Reply(Code.ERROR, name.encode("ascii")) for name in errors.ERRORS}
-BYE = Reply(Code.QUIT, b"BYE", close=True)
+from tinytcp.chat import Room
+from tinytcp.reply import BYE, Code, Reply, error
 
 _GRAPHEME = regex.compile(r"\X")
 
@@ -61,13 +32,27 @@ def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
+def no_push(data: bytes) -> None:
+    """Where pushed messages go for a session no connection has claimed (core tests)."""
+
+
 class Session:
-    """What the core knows of one connection; later commands keep per-client state here."""
+    """What the core knows of one connection: counters, chat identity, and how to push to it."""
 
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        mode: str = "text",
+        encode: Callable[[Reply], bytes] = repr,  # type: ignore[assignment]
+        push: Callable[[bytes], None] = no_push,
+    ) -> None:
         self.requests = 0
+        self.nick: bytes | None = None
+        self.guest = 0
+        self.mode = mode
+        self.encode = encode
+        self.push = push
 
 
 Handler = Callable[["Core", Session, "bytes | None"], Reply]
@@ -121,6 +106,33 @@ def _quit(core: Core, session: Session, argument: bytes | None) -> Reply:
     return BYE
 
 
+def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
+    room = core.room
+    if argument is None or not room.valid(argument):
+        return error(errors.BAD_ARGUMENTS)
+    holder = room.holder(argument)
+    if holder is not None and holder is not session:
+        return error(errors.NICK_TAKEN)
+    room.rename(session, argument)
+    return Reply(Code.NICK, argument)
+
+
+def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if not argument:
+        return error(errors.BAD_ARGUMENTS)
+    try:
+        argument.decode("utf-8")
+    except UnicodeDecodeError:
+        return error(errors.BAD_ENCODING)
+    return Reply(Code.SAY, b"%d" % core.room.say(session, argument))
+
+
+def _who(core: Core, session: Session, argument: bytes | None) -> Reply:
+    if argument:
+        return error(errors.BAD_ARGUMENTS)
+    return Reply(Code.WHO, core.room.who())
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("TIME", Code.TIME, "TIME: the server's local time, ISO 8601 with its UTC offset", _time),
     Command("ECHO", Code.ECHO, "ECHO <text>: send the text back unchanged", _echo),
@@ -132,6 +144,9 @@ COMMANDS: tuple[Command, ...] = (
         aliases=("REV",),
     ),
     Command("HELP", Code.HELP, "HELP [command]: the command names, or the usage of one command", _help),
+    Command("NICK", Code.NICK, "NICK <name>: chat as name (1-32 letters, digits, _ or -)", _nick),
+    Command("SAY", Code.SAY, "SAY <text>: send MSG <your nick> <text> to every other client", _say),
+    Command("WHO", Code.WHO, "WHO: the nicks in the chat, then +N for the guests", _who),
     Command(
         "QUIT", Code.QUIT, "QUIT (alias EXIT): the server says BYE and closes the connection", _quit, aliases=("EXIT",)
     ),
@@ -141,8 +156,14 @@ COMMANDS: tuple[Command, ...] = (
 class Core:
     """Looks commands up by name (text mode) or code (binary mode) and runs them."""
 
-    def __init__(self, clock: Callable[[], datetime] = local_now, commands: tuple[Command, ...] = COMMANDS) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime] = local_now,
+        commands: tuple[Command, ...] = COMMANDS,
+        room: Room | None = None,
+    ) -> None:
         self.clock = clock
+        self.room = room or Room()
         self.commands = commands
         self.by_name: dict[bytes, Command] = {}
         for command in commands:

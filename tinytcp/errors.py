@@ -11,6 +11,8 @@ FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
 LINE_TOO_LONG = "LINE_TOO_LONG"
 IDLE_TIMEOUT = "IDLE_TIMEOUT"
 BUSY = "BUSY"
+NICK_TAKEN = "NICK_TAKEN"
+SLOW_CONSUMER = "SLOW_CONSUMER"
 
 #: name -> when it is sent; docs/protocol.md carries the same table.
 ERRORS: dict[str, str] = {
@@ -21,4 +23,6 @@ ERRORS: dict[str, str] = {
     LINE_TOO_LONG: "a text line grows past --max-line bytes; the connection closes",
     IDLE_TIMEOUT: "the client sent nothing and read nothing for --idle-timeout seconds; the connection closes",
     BUSY: "--max-connections connections are already open; this one closes at once",
+    NICK_TAKEN: "NICK names a nick another client holds (ignoring case)",
+    SLOW_CONSUMER: "the client left more than --max-pending bytes of pushed messages unread; the connection closes",
 }

@@ -20,11 +20,14 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from tinytcp import __version__, errors
-from tinytcp.core import BYE, Core, Reply, Session, error
+from tinytcp.core import BYE, Core, Reply, Session, error, no_push
 
 log = Logger(namespace="tinytcp")
 
 DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
+
+#: --max-pending never goes below --max-frame plus this, so one large reply never looks slow
+REPLY_ROOM = 64 * 1024
 
 #: on shutdown, a client counts as done sending once it has been quiet this long (seconds)
 QUIET = 0.01
@@ -38,6 +41,7 @@ class Settings:
     max_line: int = 64 * 1024
     max_frame: int = 1024 * 1024
     max_connections: int = 10_000
+    max_pending: int = 4 * 1024 * 1024
     idle_timeout: float = 300.0
     shutdown_grace: float = 5.0
     verbose: bool = False
@@ -65,6 +69,7 @@ class Server:
         self.core = core or Core()
         self.reactor: IReactorTime = reactor  # type: ignore[assignment]
         self.connections: set[Connection] = set()
+        self.max_pending = max(settings.max_pending, settings.max_frame + REPLY_ROOM)
         self.stopping = False
         self._drained: list[defer.Deferred[None]] = []
 
@@ -126,10 +131,14 @@ class Connection(TimeoutMixin):
     refused = False
     finishing = False
     _active = False
+    #: the transport's buffer is past its high-water mark; pushes since then are counted
+    _writes_paused = False
+    _unread_pushes = 0
+    _abort_call: Any = None
 
     def open_connection(self) -> bool:
         """Register a new connection, or refuse it with BUSY; True when it is served."""
-        self.session = Session()
+        self.session = Session(self.mode, self.encode, self.push)
         self.peer = describe_peer(self.transport.getPeer())
         self.opened = time.monotonic()
         server = self.server
@@ -144,6 +153,7 @@ class Connection(TimeoutMixin):
             self.transport.loseConnection()
             return False
         server.add(self)
+        server.core.room.join(self.session)
         self.callLater = server.reactor.callLater
         self.setTimeout(server.settings.idle_timeout or None)
         self.transport.registerProducer(self, True)
@@ -153,8 +163,14 @@ class Connection(TimeoutMixin):
     def close_connection(self, reason: Failure) -> None:
         self.closing = True
         self.setTimeout(None)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if self.refused:
             return
+        self.server.core.room.leave(self.session)
+        # the session points back at this protocol (push): break the cycle so that
+        # refcounting, not an occasional full GC, frees a closed connection at once
+        self.session.push = no_push
         self.server.remove(self)
         log.info(
             "{peer} disconnected after {duration:.3f}s, {requests} requests ({why})",
@@ -184,12 +200,33 @@ class Connection(TimeoutMixin):
             self.send_error(errors.IDLE_TIMEOUT)
             self.hang_up(f"idle for {self.server.settings.idle_timeout:g}s (--idle-timeout)")
 
+    def push(self, data: bytes) -> None:
+        """Send a message the client did not ask for (chat); a client that lets more than
+        --max-pending bytes of them pile up unread is a slow consumer and is disconnected."""
+        if self.closing:
+            return
+        if self._writes_paused:
+            self._unread_pushes += len(data)
+            if self._unread_pushes > self.server.max_pending:
+                self.send_error(errors.SLOW_CONSUMER)
+                self.hang_up(f"over {self.server.max_pending} bytes of pushed messages unread (--max-pending)")
+                self._abort_call = self.server.reactor.callLater(
+                    self.server.settings.shutdown_grace, self.transport.abortConnection
+                )
+                return
+        self.transport.write(data)
+
     # IPushProducer, for the transport
     def pauseProducing(self) -> None:
+        # the transport calls this on every write while its buffer is full: count from the first
+        if not self._writes_paused:
+            self._writes_paused = True
+            self._unread_pushes = 0
         if not self.finishing:
             self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self._writes_paused = False
         self.transport.resumeProducing()
         self.resetTimeout()
 

@@ -63,6 +63,14 @@ class Options(usage.Options):
             _positive_int,
         ],
         [
+            "max-pending",
+            None,
+            Settings.max_pending,
+            "Bytes of pushed chat messages a client may leave unread before ERROR SLOW_CONSUMER"
+            " (never below --max-frame + 64 KiB).",
+            _positive_int,
+        ],
+        [
             "idle-timeout",
             None,
             Settings.idle_timeout,
@@ -118,6 +126,7 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         max_line=options["max-line"],
         max_frame=options["max-frame"],
         max_connections=options["max-connections"],
+        max_pending=options["max-pending"],
         idle_timeout=options["idle-timeout"],
         shutdown_grace=options["shutdown-grace"],
         verbose=bool(options["verbose"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from tinytcp.core import Code, Reply
+from tinytcp.reply import Code, Reply
 
 CRLF = b"\r\n"
 
@@ -21,6 +21,9 @@ TEXT_PREFIX: dict[int, bytes] = {
     Code.TIME: b"TIME ",
     Code.HELP: b"HELP ",
     Code.QUIT: b"",
+    Code.NICK: b"NICK ",
+    Code.SAY: b"SAID ",
+    Code.WHO: b"WHO ",
     Code.ERROR: b"ERROR ",
     Code.MSG: b"MSG ",
 }
@@ -54,13 +57,17 @@ def parse_text_request(line: bytes) -> TextRequest | None:
 
 
 def encode_text_reply(reply: Reply) -> bytes:
-    """One reply as a CRLF-terminated text line."""
-    return TEXT_PREFIX[reply.code] + reply.payload + CRLF
+    """One reply as a CRLF-terminated text line (a bare word when the payload is empty)."""
+    if reply.payload:
+        return TEXT_PREFIX[reply.code] + reply.payload + CRLF
+    return TEXT_PREFIX[reply.code].rstrip(b" ") + CRLF
 
 
 def parse_text_reply(line: bytes) -> Reply:
     """A server line (delimiter removed) as a Reply; lines with an unknown word keep code 0."""
     word, _, rest = line.partition(b" ")
+    if word == b"WHO" and not rest:
+        return Reply(Code.WHO, b"")
     if word == b"BYE" and not rest:
         return Reply(Code.QUIT, b"BYE")
     code = TEXT_WORD.get(word)

@@ -1,0 +1,101 @@
+"""The chat room: who is connected, who has a nick, and delivery of pushed messages.
+
+Joining and leaving cost O(1) for clients that never chat, so connection churn never
+fans out; presence notices go only to clients that have taken a nick.  A message is encoded
+once per wire format, whoever receives it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from tinytcp.reply import Code, Reply
+
+NICK = re.compile(rb"[A-Za-z0-9_-]{1,32}\Z")
+
+
+class Member(Protocol):
+    """What the room needs of a session."""
+
+    nick: bytes | None
+    guest: int
+    mode: str
+    encode: Callable[[Reply], bytes]
+
+    def push(self, data: bytes) -> None: ...
+
+
+class Room:
+    """Every connected session, the nicks they hold, and broadcast to them."""
+
+    def __init__(self) -> None:
+        self.members: set[Any] = set()
+        self.nicks: dict[bytes, Any] = {}
+        self._guests = 0
+
+    def join(self, member: Member) -> None:
+        self._guests += 1
+        member.guest = self._guests
+        self.members.add(member)
+
+    def leave(self, member: Member) -> None:
+        if member not in self.members:
+            return
+        self.members.discard(member)
+        if member.nick is not None:
+            del self.nicks[member.nick.lower()]
+            self.announce(member.nick + b" left")
+            member.nick = None
+
+    @staticmethod
+    def name(member: Member) -> bytes:
+        return member.nick if member.nick is not None else b"guest%d" % member.guest
+
+    def valid(self, nick: bytes) -> bool:
+        return NICK.match(nick) is not None
+
+    def holder(self, nick: bytes) -> Member | None:
+        return self.nicks.get(nick.lower())
+
+    def rename(self, member: Member, nick: bytes) -> None:
+        """Give ``member`` the (valid, free) ``nick`` and tell the other chat users."""
+        old = member.nick
+        if old is not None:
+            del self.nicks[old.lower()]
+        member.nick = nick
+        self.nicks[nick.lower()] = member
+        if old is None:
+            self.announce(nick + b" joined", exclude=member)
+        elif old != nick:
+            self.announce(old + b" is now " + nick, exclude=member)
+
+    def say(self, member: Member, text: bytes) -> int:
+        """Deliver ``MSG <name> <text>`` to every other member; how many got it."""
+        recipients = [other for other in self.members if other is not member]
+        self.deliver(Reply(Code.MSG, self.name(member) + b" " + text), recipients)
+        return len(recipients)
+
+    def who(self) -> bytes:
+        names = sorted(self.nicks.values(), key=lambda m: (m.nick.lower(), m.nick))
+        words = [m.nick for m in names]
+        guests = len(self.members) - len(self.nicks)
+        if guests:
+            words.append(b"+%d" % guests)
+        return b" ".join(words)
+
+    def announce(self, text: bytes, exclude: Member | None = None) -> None:
+        """A presence notice, ``MSG * <text>``, to the members that have a nick."""
+        recipients = [m for m in self.nicks.values() if m is not exclude]
+        if recipients:
+            self.deliver(Reply(Code.MSG, b"* " + text), recipients)
+
+    @staticmethod
+    def deliver(message: Reply, recipients: Iterable[Member]) -> None:
+        encoded: dict[str, bytes] = {}
+        for member in recipients:
+            data = encoded.get(member.mode)
+            if data is None:
+                data = encoded[member.mode] = member.encode(message)
+            member.push(data)
