@@ -47,6 +47,11 @@ class CoreChatTests(SynchronousTestCase):
     def test_say_needs_text(self) -> None:
         self.assertEqual(self.alice(self.core, b"SAY"), error("BAD_ARGUMENTS"))
 
+    def test_say_cannot_forge_lines(self) -> None:
+        for text in (b"x\r\nBYE", b"x\nBYE", b"x\r"):
+            self.assertEqual(self.alice(self.core, b"SAY", text), error("BAD_ARGUMENTS"))
+        self.assertEqual(self.bob.got, [])
+
     def test_who(self) -> None:
         self.assertEqual(self.alice(self.core, b"WHO"), Reply(Code.WHO, b"+3"))
         self.bob(self.core, b"NICK", b"bob")

@@ -117,5 +117,8 @@ class ReverseTextTests(SynchronousTestCase):
         family = "👨\u200d👩\u200d👧"
         self.assertEqual(reverse_text(f"a{family}b"), f"b{family}a")
 
+    def test_crlf_is_one_character(self) -> None:
+        self.assertEqual(reverse_text("a\r\nb"), "b\r\na")
+
     def test_ascii(self) -> None:
         self.assertEqual(reverse_text("Hello, world"), "dlrow ,olleH")

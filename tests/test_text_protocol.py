@@ -115,6 +115,14 @@ class LineLimitTests(SynchronousTestCase):
         feed(self.protocol, b"ECHO " + b"x" * 95 + b"\n")
         self.assertEqual(self.transport.value(), b"ECHO " + b"x" * 95 + b"\r\n")
 
+    def test_the_cr_of_crlf_does_not_count(self) -> None:
+        line = b"ECHO " + b"x" * 95
+        feed(self.protocol, line + b"\r\n" + line + b"\r", step=1)
+        feed(self.protocol, b"\n")
+        self.assertEqual(self.transport.value(), (line + b"\r\n") * 2)
+        feed(self.protocol, line + b"x\r\n")
+        self.assertTrue(self.transport.value().endswith(b"ERROR LINE_TOO_LONG\r\n"))
+
     def test_long_line_in_one_read(self) -> None:
         feed(self.protocol, b"ECHO ok\n" + b"x" * 101 + b"\nECHO never\n")
         self.assertEqual(self.transport.value(), b"ECHO ok\r\nERROR LINE_TOO_LONG\r\n")
@@ -123,7 +131,7 @@ class LineLimitTests(SynchronousTestCase):
     def test_long_line_trickling_in_stays_bounded(self) -> None:
         for _ in range(150):
             feed(self.protocol, b"y")
-            self.assertLessEqual(self.protocol._pending_size, 101)
+            self.assertLessEqual(self.protocol._pending_size, 102)
         self.assertEqual(self.transport.value(), b"ERROR LINE_TOO_LONG\r\n")
         self.assertTrue(self.transport.disconnecting)
 

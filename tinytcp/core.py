@@ -22,7 +22,7 @@ _GRAPHEME = regex.compile(r"\X")
 
 def reverse_text(text: str) -> str:
     """Reverse user-perceived characters, so combining marks and emoji sequences survive."""
-    if text.isascii():
+    if text.isascii() and "\r" not in text:  # CR LF is one grapheme
         return text[::-1]
     return "".join(reversed(_GRAPHEME.findall(text)))
 
@@ -118,7 +118,8 @@ def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
 
 
 def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
-    if not argument:
+    if not argument or b"\n" in argument or b"\r" in argument:
+        # a message is one line for text clients: a binary SAY must not forge more
         return error(errors.BAD_ARGUMENTS)
     try:
         argument.decode("utf-8")

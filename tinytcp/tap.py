@@ -31,7 +31,7 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, QUIT) as text lines for telnet "
+        "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, NICK, SAY, WHO, QUIT) as text lines for telnet "
         "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
         "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
         "ssl:..., unix:...) to listen elsewhere. See docs/protocol.md for the wire formats."

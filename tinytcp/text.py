@@ -55,7 +55,7 @@ class TextProtocol(Connection, LineReceiver):
             if data:
                 self._pending.append(data)
                 self._pending_size += len(data)
-                if self._pending_size > self.max_line:
+                if self._pending_size > self.max_line + 1:  # + 1: the CR of a CRLF
                     self._too_long()
             return
         if self._pending:
@@ -71,7 +71,7 @@ class TextProtocol(Connection, LineReceiver):
             end = find(b"\n", start)
             if end < 0:
                 break
-            if end - start > max_line:
+            if end - start > max_line and (end - start > max_line + 1 or data[end - 1] != 13):
                 self._flush(out)
                 self._too_long()
                 return
@@ -88,7 +88,7 @@ class TextProtocol(Connection, LineReceiver):
             rest = data[start:]
             self._pending.append(rest)
             self._pending_size = len(rest)
-            if self._pending_size > max_line:
+            if self._pending_size > max_line + 1:
                 self._too_long()
 
     def line(self, line: bytes) -> Reply | None:
