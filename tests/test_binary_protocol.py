@@ -130,3 +130,19 @@ class BinaryPropertyTests(SynchronousTestCase):
             self.assertIn(code, {1, 2, 3, 4, 5, 6, 7, 8, 0xFF})
         if transport.disconnecting:
             self.assertIn(replies[-1], [(3, b"BYE"), (0xFF, b"FRAME_TOO_LARGE")])
+
+
+class MirrorTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from([1, 1, 1, 2, 3, 4, 9]), st.binary(max_size=20)), max_size=10))
+    def test_echo_shortcut_answers_exactly_as_the_core_does(self, requests: list[tuple[int, bytes]]) -> None:
+        stream = b"".join(encode_frame(code, payload) for code, payload in requests)
+        fast, fast_transport = connect(BinaryProtocol, make_server())
+        slow, slow_transport = connect(BinaryProtocol, make_server())
+        slow.mirror_code = None
+        fast.dataReceived(stream)
+        slow.dataReceived(stream)
+        self.assertEqual(fast_transport.value(), slow_transport.value())
+        fast.connectionLost()
+        slow.connectionLost()
+        self.assertEqual(fast.session.requests, slow.session.requests)

@@ -184,3 +184,17 @@ class SplitPropertyTests(SynchronousTestCase):
             )
         if transport.disconnecting:
             self.assertIn(lines[-2], {b"BYE", b"ERROR LINE_TOO_LONG"})
+
+
+class FastPathTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8), st.booleans())
+    def test_plain_echo_shortcut_answers_exactly_as_the_core_does(self, args: list[bytes], crlf: bool) -> None:
+        stream = b"".join(b"ECHO " + arg + (b"\r\n" if crlf else b"\n") for arg in args)
+        fast, fast_transport = connect(TextProtocol, make_server())
+        slow, slow_transport = connect(TextProtocol, make_server())
+        slow.echo_fast = False
+        fast.dataReceived(stream)
+        slow.dataReceived(stream)
+        self.assertEqual(fast_transport.value(), slow_transport.value())
+        self.assertEqual(fast.session.requests, slow.session.requests)

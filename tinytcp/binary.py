@@ -22,15 +22,19 @@ class BinaryProtocol(Connection, FrameReceiver):
     encode = staticmethod(encode_frame_reply)
 
     def __init__(self, server: Server) -> None:
+        FrameReceiver.__init__(self)
         self.server = server
         self.max_frame = server.settings.max_frame
-        self._out: list[bytes] = []
+        # ECHO frames are their own replies; verbose mode logs each one, so it takes the long way
+        self.mirror_code = None if server.settings.verbose else Code.ECHO
 
     def connectionMade(self) -> None:
         self.open_connection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._chunks = None
+        self.session.requests += self.mirrored
+        self.mirrored = 0
         self.close_connection(reason)
 
     def dataReceived(self, data: bytes) -> None:
@@ -47,15 +51,10 @@ class BinaryProtocol(Connection, FrameReceiver):
             log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))
         if verbose:
             log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=reply.code, payload=reply.payload[:200])
-        self._out.append(encode_frame_reply(reply))
+        self.replies.append(encode_frame_reply(reply))
         if reply.close:
-            self.framesDone()
+            self.flush()
             self.hang_up("client said QUIT")
-
-    def framesDone(self) -> None:
-        if self._out:
-            out, self._out = self._out, []
-            self.transport.write(b"".join(out))
 
     def frameTooLarge(self, code: int, length: int) -> None:
         self._chunks = None

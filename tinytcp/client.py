@@ -333,6 +333,10 @@ class BinaryClient(Client, FrameReceiver):
     #: longest payload accepted from the server before hanging up
     max_frame = 16 * 1024 * 1024
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Client.__init__(self, *args, **kwargs)
+        FrameReceiver.__init__(self)
+
     def connectionMade(self) -> None:
         self._ready.callback(self)
 

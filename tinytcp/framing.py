@@ -4,6 +4,7 @@ In the spirit of Twisted's ``Int32StringReceiver``, one class owns the framing a
 ``frameReceived`` once per complete frame.  Unlike it, the frames of one read are cut with
 offsets into that read, and the pieces of a frame that spans reads are kept in a list and
 joined once, when the frame is complete; memory is never reserved for an announced length.
+The replies to all frames of one read go out in one write.
 """
 
 from __future__ import annotations
@@ -14,16 +15,25 @@ from tinytcp.wire import HEADER, HEADER_SIZE
 
 
 class FrameReceiver(Protocol):
-    """Calls ``frameReceived(code, payload)`` per frame and ``framesDone()`` after each read."""
+    """Calls ``frameReceived(code, payload)`` per frame; replies queued on ``replies`` are
+    written once per read."""
 
     #: frames announcing a longer payload go to frameTooLarge instead
     max_frame = 1024 * 1024
+    #: frames with this code are their own reply (an echo): they are queued as they came,
+    #: bytes for bytes, without a call per frame; ``mirrored`` counts them
+    mirror_code: int | None = None
+    mirrored = 0
     #: set to stop reading frames (after QUIT, an error that closes, or shutdown)
     closing = False
 
     _chunks: list[bytes] | None = None
     _have = 0
     _need = 0
+
+    def __init__(self) -> None:
+        #: encoded replies waiting for the end of this read
+        self.replies: list[bytes] = []
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -39,11 +49,15 @@ class FrameReceiver(Protocol):
         size = len(data)
         unpack = HEADER.unpack_from
         max_frame = self.max_frame
+        mirror = self.mirror_code
+        replies = self.replies
         need = HEADER_SIZE
+        mirrored = 0
         while size - offset >= HEADER_SIZE:
             code, length = unpack(data, offset)
             if length > max_frame:
-                self.framesDone()
+                self.mirrored += mirrored
+                self.flush()
                 self.frameTooLarge(code, length)
                 return
             start = offset + HEADER_SIZE
@@ -51,24 +65,35 @@ class FrameReceiver(Protocol):
             if end > size:
                 need = HEADER_SIZE + length
                 break
-            self.frameReceived(code, data[start:end])
+            if code == mirror:
+                replies.append(data[offset:end])  # the whole read itself when it is one frame
+                mirrored += 1
+            else:
+                self.frameReceived(code, data[start:end])
+                if self.closing:
+                    self.mirrored += mirrored
+                    self.flush()
+                    return
             offset = end
-            if self.closing:
-                self.framesDone()
-                return
+        self.mirrored += mirrored
         if offset < size:
             rest = data[offset:] if offset else data
             self._chunks = [rest]
             self._have = len(rest)
             self._need = need
-        self.framesDone()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the replies queued so far, in one write."""
+        replies = self.replies
+        if replies:
+            data = b"".join(replies) if len(replies) > 1 else replies[0]
+            replies.clear()
+            self.transport.write(data)  # type: ignore[union-attr]
 
     def frameReceived(self, code: int, payload: bytes) -> None:
-        """One complete frame arrived."""
+        """One complete frame arrived; queue its reply on ``replies``."""
         raise NotImplementedError
-
-    def framesDone(self) -> None:
-        """Every complete frame of the last read has been handed to frameReceived."""
 
     def frameTooLarge(self, code: int, length: int) -> None:
         """A header announced more than ``max_frame`` bytes; by default, hang up."""
