@@ -89,7 +89,11 @@ class FrameReceiver(Protocol):
         if replies:
             data = b"".join(replies) if len(replies) > 1 else replies[0]
             replies.clear()
-            self.transport.write(data)  # type: ignore[union-attr]
+            self.send(data)
+
+    def send(self, data: bytes) -> None:
+        """Write replies; protocols may send more directly than transport.write."""
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def frameReceived(self, code: int, payload: bytes) -> None:
         """One complete frame arrived; queue its reply on ``replies``."""

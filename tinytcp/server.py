@@ -154,6 +154,8 @@ class Connection(TimeoutMixin):
             return False
         server.add(self)
         server.core.room.join(self.session)
+        transport = self.transport
+        self._write_through = hasattr(transport, "writeSomeData") and hasattr(transport, "_tempDataLen")
         self.callLater = server.reactor.callLater
         self.setTimeout(server.settings.idle_timeout or None)
         self.transport.registerProducer(self, True)
@@ -184,6 +186,26 @@ class Connection(TimeoutMixin):
         """The client sent something: restart the idle clock."""
         self._active = True
         self.resetTimeout()
+
+    _write_through = False
+
+    def send(self, data: bytes) -> None:
+        """transport.write, but straight to the socket when nothing is queued before it.
+
+        Twisted's write always queues and sends on the next reactor turn, registering for
+        writability and unregistering after: two epoll_ctl calls and a loop pass per reply
+        (server CPU per request/response: 36 us before, 23 us after; docs/performance.md).
+        It needs TCP's ``writeSomeData`` and the buffer fields ``dataBuffer``/``_tempDataLen``
+        of Twisted's FileDescriptor; other transports (TLS, tests) take plain transport.write.
+        """
+        transport = self.transport
+        if self._write_through and not transport.dataBuffer and not transport._tempDataLen:
+            sent = transport.writeSomeData(data)
+            if sent.__class__ is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
 
     def send_error(self, name: str) -> None:
         self.transport.write(self.encode(error(name)))

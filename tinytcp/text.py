@@ -123,7 +123,7 @@ class TextProtocol(Connection, LineReceiver):
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
-            self.transport.write(b"".join(out))
+            self.send(b"".join(out) if len(out) > 1 else out[0])
 
     def _too_long(self) -> None:
         self._pending = []
