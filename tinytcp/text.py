@@ -68,20 +68,30 @@ class TextProtocol(Connection, LineReceiver):
         lines = data.split(b"\n")
         rest = lines.pop()
         out: list[bytes] = []
+        append = out.append
         max_line = self.max_line
         echo = self.echo_fast
+        ascii_read = echo and data.isascii()
         echoed = 0
         for line in lines:
             if line[-1:] == b"\r":
                 line = line[:-1]
-            if len(line) > max_line:
+            size = len(line)
+            if size > max_line:
                 self._flush(out)
                 self._too_long()
                 return
             # the common case, ECHO <text> in plain ASCII with no blanks to trim: the reply
             # is the request line itself; anything else takes the general path
-            if echo and line[:5] == b"ECHO " and line[5:6] > b" " and line[-1:] > b" " and line.isascii():
-                out.append(line + CRLF)
+            if (
+                echo
+                and size > 5
+                and line.startswith(b"ECHO ")
+                and line[5] > 32
+                and line[-1] > 32
+                and (ascii_read or line.isascii())
+            ):
+                append(line + CRLF)
                 echoed += 1
                 continue
             reply = self.line(line)
