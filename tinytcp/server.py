@@ -135,6 +135,8 @@ class Connection(TimeoutMixin):
     _writes_paused = False
     _unread_pushes = 0
     _abort_call: Any = None
+    #: the transport is Twisted's TCP transport, whose socket send() can be reached
+    _write_through = False
 
     def open_connection(self) -> bool:
         """Register a new connection, or refuse it with BUSY; True when it is served."""
@@ -187,8 +189,6 @@ class Connection(TimeoutMixin):
         self._active = True
         self.resetTimeout()
 
-    _write_through = False
-
     def send(self, data: bytes) -> None:
         """transport.write, but straight to the socket when nothing is queued before it.
 
@@ -236,7 +236,7 @@ class Connection(TimeoutMixin):
                     self.server.settings.shutdown_grace, self.transport.abortConnection
                 )
                 return
-        self.transport.write(data)
+        self.send(data)
 
     # IPushProducer, for the transport
     def pauseProducing(self) -> None:
