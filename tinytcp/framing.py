@@ -53,29 +53,40 @@ class FrameReceiver(Protocol):
         replies = self.replies
         need = HEADER_SIZE
         mirrored = 0
+        # mirrored frames in a row are one stretch of this read, queued with one slice
+        run = -1
+        too_large = 0
         while size - offset >= HEADER_SIZE:
             code, length = unpack(data, offset)
             if length > max_frame:
-                self.mirrored += mirrored
-                self.flush()
-                self.frameTooLarge(code, length)
-                return
-            start = offset + HEADER_SIZE
-            end = start + length
+                too_large = length
+                break
+            end = offset + HEADER_SIZE + length
             if end > size:
                 need = HEADER_SIZE + length
                 break
             if code == mirror:
-                replies.append(data[offset:end])  # the whole read itself when it is one frame
+                if run < 0:
+                    run = offset
                 mirrored += 1
             else:
-                self.frameReceived(code, data[start:end])
+                if run >= 0:
+                    replies.append(data[run:offset])
+                    run = -1
+                self.frameReceived(code, data[offset + HEADER_SIZE : end])
                 if self.closing:
-                    self.mirrored += mirrored
-                    self.flush()
-                    return
+                    break
             offset = end
+        if run >= 0:
+            replies.append(data[run:offset])  # the read itself when it is all mirrored frames
         self.mirrored += mirrored
+        if self.closing:
+            self.flush()
+            return
+        if too_large:
+            self.flush()
+            self.frameTooLarge(data[offset], too_large)
+            return
         if offset < size:
             rest = data[offset:] if offset else data
             self._chunks = [rest]
