@@ -137,3 +137,22 @@ class PortTests(SynchronousTestCase):
         for port in ports:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 self.assertEqual(read_lines(sock, 1)[0][:8], b"WELCOME ")
+
+    def test_a_port_in_use_is_one_clear_line_and_exit_status_1(self) -> None:
+        import subprocess
+
+        from tests.support import twistd_path
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            done = subprocess.run(
+                [twistd_path(), "-n", "--pidfile=", "tinytcp", "--port", str(port), "--binary-port", "none"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        self.assertEqual(done.returncode, 1)
+        self.assertIn(f"tinytcp: cannot listen for text clients on tcp:{port}:interface=127.0.0.1", done.stdout)
+        self.assertNotIn("Traceback", done.stdout + done.stderr)

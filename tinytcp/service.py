@@ -54,8 +54,9 @@ class ConnectionFactory(Factory):
 class ListenService(Service):
     """Listens on one endpoint while running and logs the address it is bound to."""
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str, description: str = "?") -> None:
         self.endpoint = endpoint
+        self.description = description
         self.factory = factory
         self.mode = mode
         self.port: IListeningPort | None = None
@@ -76,7 +77,14 @@ class ListenService(Service):
         failures: list[Any] = []
         self._listening.addCallbacks(self._bound, failures.append)
         if failures:
-            failures[0].raiseException()
+            # a port in use is a common mistake: one clear line and exit status 1, no traceback
+            log.error(
+                "tinytcp: cannot listen for {mode} clients on {where}: {why}",
+                mode=self.mode,
+                where=self.description,
+                why=failures[0].getErrorMessage(),
+            )
+            raise SystemExit(1)
 
     def _bound(self, port: IListeningPort) -> IListeningPort:
         self.port = port
@@ -124,10 +132,9 @@ def make_service(
         from twisted.internet import reactor
     server = Server(settings, reactor=reactor)
     service = TinyService(server)
-    for port in text_ports:
-        endpoint = endpoints.serverFromString(reactor, endpoint_description(port))
-        ListenService(endpoint, ConnectionFactory(server, TextProtocol), "text").setServiceParent(service)
-    for port in binary_ports or []:
-        endpoint = endpoints.serverFromString(reactor, endpoint_description(port))
-        ListenService(endpoint, ConnectionFactory(server, BinaryProtocol), "binary").setServiceParent(service)
+    for ports, protocol, mode in ((text_ports, TextProtocol, "text"), (binary_ports or [], BinaryProtocol, "binary")):
+        for port in ports:
+            description = endpoint_description(port)
+            endpoint = endpoints.serverFromString(reactor, description)
+            ListenService(endpoint, ConnectionFactory(server, protocol), mode, description).setServiceParent(service)
     return service
