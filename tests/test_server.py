@@ -220,6 +220,14 @@ class WriteThroughTests(SynchronousTestCase):
         self.assertEqual(transport.value(), encode_frame(1, b"world")[3:] + encode_frame(1, b"again"))
         self.assertEqual(transport.accept, [0])
 
+    def test_large_replies_are_left_to_twisted_which_sends_them_without_a_copy(self) -> None:
+        protocol = BinaryProtocol(make_server())
+        transport = SocketLikeTransport(accept=[10**9])
+        protocol.makeConnection(transport)
+        frame = encode_frame(1, b"b" * (64 * 1024))
+        protocol.dataReceived(frame)
+        self.assertEqual((transport.sent, transport.value()), (b"", frame))
+
     def test_plain_transports_are_written_as_usual(self) -> None:
         text, transport = connect(TextProtocol, make_server())
         self.assertFalse(text._write_through)

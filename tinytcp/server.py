@@ -29,6 +29,9 @@ DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
 #: --max-pending never goes below --max-frame plus this, so one large reply never looks slow
 REPLY_ROOM = 64 * 1024
 
+#: replies up to this size may be written straight to the socket (see Connection.send)
+WRITE_THROUGH_MAX = 64 * 1024
+
 #: on shutdown, a client counts as done sending once it has been quiet this long (seconds)
 QUIET = 0.01
 
@@ -199,7 +202,14 @@ class Connection(TimeoutMixin):
         of Twisted's FileDescriptor; other transports (TLS, tests) take plain transport.write.
         """
         transport = self.transport
-        if self._write_through and not transport.dataBuffer and not transport._tempDataLen:
+        # large replies go the usual way: Twisted sends from its buffer without copying, while
+        # sending a first piece here would copy the rest to hand it over
+        if (
+            self._write_through
+            and len(data) <= WRITE_THROUGH_MAX
+            and not transport.dataBuffer
+            and not transport._tempDataLen
+        ):
             sent = transport.writeSomeData(data)
             if sent.__class__ is int:
                 if sent == len(data):
