@@ -1,12 +1,16 @@
-"""Profile tinytcp's hot path under pipelined ECHO load (binary and text).
+"""Profile tinytcp's hot path under pipelined or request/response ECHO load (binary and text).
 
     python benchmarks/profile_server.py                  # cProfile (twistd --profile), both modes
     python benchmarks/profile_server.py --sampler py-spy # py-spy sampling (pip install py-spy)
+    python benchmarks/profile_server.py --sampler py-spy --scenario reqresp --reactor asyncio
 
 For each mode it starts ``twistd -n tinytcp`` on CPU 0 (under cProfile, or with py-spy
-attached), drives it with ``loadgen.py pipelined`` (1 connection, 256 requests in flight,
-32-byte payloads) from CPU 1 for ``--duration`` seconds, stops it, and prints where the time
-went: the functions with the most own time, and the cumulative time of the per-request path.
+attached), drives it from CPU 1 for ``--duration`` seconds with ``loadgen.py pipelined``
+(1 connection, 256 requests in flight, 32-byte payloads), ``--scenario reqresp`` (64
+connections, one 32-byte request in flight on each) or ``--scenario bulk`` (1 connection, 4
+ECHO frames of 1 MiB in flight; use ``--modes binary``), stops it, and
+prints where the time went: the functions with the most own time, and the cumulative time of
+the per-request path.  ``--reactor`` picks the Twisted reactor as in ``run.py``.
 cProfile counts every call exactly but slows Python calls down by roughly 2x, so it
 overstates call-heavy code; py-spy samples the unmodified server.  Use both.
 """
@@ -28,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import Server, free_port, raise_fd_limit, twistd_path  # noqa: E402
+from run import REACTORS, Server, free_port, raise_fd_limit, twistd_command  # noqa: E402
 
 LOADGEN = os.path.join(HERE, "loadgen.py")
 
@@ -38,8 +42,20 @@ def shorten(path: str) -> str:
     return re.sub(r".*/(tinytcp|twisted)/", r"\1/", path)
 
 
-def loadgen(pin: list[str], mode: str, port: int, duration: float) -> str:
-    cmd = pin + [sys.executable, LOADGEN, "pipelined", "--mode", mode, "--port", str(port)]
+SCENARIOS = {
+    "pipelined": ["pipelined", "--window", "256", "--size", "32"],
+    "reqresp": ["reqresp", "--conns", "64", "--size", "32"],
+    "bulk": ["bulk", "--window", "4", "--size", str(1024 * 1024)],
+}
+LOADS = {
+    "pipelined": "256 in flight on 1 connection, 32-byte payloads",
+    "reqresp": "64 connections, 1 in flight each, 32-byte payloads",
+    "bulk": "4 in flight on 1 connection, 1 MiB payloads",
+}
+
+
+def loadgen(pin: list[str], mode: str, port: int, duration: float, scenario: str = "pipelined") -> str:
+    cmd = pin + [sys.executable, LOADGEN, *SCENARIOS[scenario], "--mode", mode, "--port", str(port)]
     cmd += ["--duration", str(duration), "--warmup", "0.2", "--timeout", str(duration + 30)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout.strip()
 
@@ -48,7 +64,7 @@ def cprofile_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[l
     stats_file = os.path.join(workdir, f"{mode}.pstats")
     text_port, binary_port = free_port(), free_port()
     cmd = pin[0] + [
-        twistd_path(),
+        *twistd_command(args.reactor),
         "-n",
         "--pidfile=",
         f"--logfile={os.path.join(workdir, mode + '.log')}",
@@ -65,7 +81,7 @@ def cprofile_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[l
     try:
         wait_ready(proc, text_port, binary_port)
         port = text_port if mode == "text" else binary_port
-        print(f"  load: {loadgen(pin[1], mode, port, args.duration)}")
+        print(f"  load: {loadgen(pin[1], mode, port, args.duration, args.scenario)}")
     finally:
         stop(proc)
     stats = pstats.Stats(stats_file)
@@ -108,7 +124,7 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(pyspy):
         sys.exit("py-spy not found: pip install py-spy")
-    server = Server("tinytcp", workdir, pin[0], []).start()
+    server = Server("tinytcp", workdir, pin[0], [], reactor=args.reactor).start()
     raw = os.path.join(workdir, f"{mode}.spy")
     try:
         spy = subprocess.Popen(
@@ -120,7 +136,7 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
         )
         try:
             time.sleep(0.5)
-            print(f"  load: {loadgen(pin[1], mode, server.port(mode), args.duration)}")
+            print(f"  load: {loadgen(pin[1], mode, server.port(mode), args.duration, args.scenario)}")
             spy.wait(timeout=args.duration + 30)
         finally:
             if spy.poll() is None:
@@ -140,25 +156,35 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
             own[frames[-1]] += n
             for frame in set(frames):
                 inclusive[frame] += n
-    # py-spy cannot tell waiting in epoll_wait from work here: those samples end in doPoll itself
-    waiting = sum(n for frame, n in own.items() if frame.startswith("EPollReactor.doPoll "))
+    # py-spy cannot tell waiting in epoll_wait from work here: those samples end in the frame
+    # that calls it (EPollReactor.doPoll; EpollSelector.select under the asyncio reactor; and
+    # under uvloop, whose loop is C, AsyncioSelectorReactor.run, which also holds uvloop's own work)
+    waiting = sum(n for frame, n in own.items() if frame.startswith(WAITING))
     busy = max(total - waiting, 1)
-    print(f"  py-spy: {total} samples at {args.rate}/s, {waiting / total:.0%} waiting in epoll_wait (doPoll);")
+    print(f"  py-spy: {total} samples at {args.rate}/s, {waiting / total:.0%} waiting in epoll_wait ({WAITING_NAMES});")
     print("  shares below are of the other, busy samples")
     print("  own time:")
-    for frame, n in own.most_common(args.top + 1):
-        if not frame.startswith("EPollReactor.doPoll "):
+    for frame, n in own.most_common(args.top + 3):
+        if not frame.startswith(WAITING):
             print(f"  {n / busy:6.1%}  {frame}")
     print("  inclusive time (tinytcp and Twisted protocol frames):")
     for frame, n in inclusive.most_common(args.top * 3):
-        if "(tinytcp/" in frame or "tcp.py" in frame or "abstract.py" in frame or "log.py" in frame:
+        if frame.startswith(WAITING):  # holds the waiting samples too
+            continue
+        if any(part in frame for part in ("(tinytcp/", "tcp.py", "abstract.py", "log.py", "asyncio", "epollreactor")):
             print(f"  {n / busy:6.1%}  {frame}")
+
+
+WAITING = ("EPollReactor.doPoll ", "EpollSelector.select ", "_PollLikeSelector.select ", "AsyncioSelectorReactor.run ")
+WAITING_NAMES = "doPoll, EpollSelector.select or, on uvloop, AsyncioSelectorReactor.run"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sampler", choices=("cprofile", "py-spy"), default="cprofile")
     parser.add_argument("--modes", nargs="+", default=["binary", "text"], choices=["binary", "text"])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="pipelined")
+    parser.add_argument("--reactor", choices=REACTORS, default="default", help="as run.py --reactor")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=20)
@@ -169,7 +195,8 @@ def main() -> int:
         pin = [["taskset", "-c", "0"], ["taskset", "-c", "1"]]
     workdir = tempfile.mkdtemp(prefix="tinytcp-profile-")
     for mode in args.modes:
-        print(f"== pipelined {mode} ECHO, 256 in flight, 32-byte payloads ({args.sampler})", flush=True)
+        title = f"{args.scenario} {mode} ECHO, {LOADS[args.scenario]}"
+        print(f"== {title} ({args.sampler}, reactor {args.reactor})", flush=True)
         if args.sampler == "cprofile":
             cprofile_mode(args, mode, workdir, pin)
         else:

@@ -80,6 +80,25 @@ def twistd_path() -> str:
     return found
 
 
+#: --reactor choices: twistd's default (epoll on Linux), a named Twisted reactor, Twisted's
+#: asyncio reactor on uvloop (benchmarks/twistd_uvloop.py, pip install uvloop), and, as an
+#: experiment, epoll or uvloop without log.callWithLogger per event (benchmarks/twistd_nolog.py)
+REACTORS = ("default", "epoll", "poll", "select", "asyncio", "uvloop", "epoll-nolog", "uvloop-nolog")
+
+
+def twistd_command(reactor: str = "default") -> list[str]:
+    """The command that starts twistd with ``reactor``, before twistd's own options."""
+    if reactor == "uvloop":
+        return [sys.executable, os.path.join(HERE, "twistd_uvloop.py"), "--reactor=asyncio"]
+    if reactor == "epoll-nolog":
+        return [sys.executable, os.path.join(HERE, "twistd_nolog.py"), "--reactor=epoll"]
+    if reactor == "uvloop-nolog":
+        return [sys.executable, os.path.join(HERE, "twistd_nolog.py"), "--uvloop", "--reactor=asyncio"]
+    if reactor == "default":
+        return [twistd_path()]
+    return [twistd_path(), f"--reactor={reactor}"]
+
+
 def command_output(cmd: list[str], env: dict | None = None) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT, env=env).stdout.strip()
@@ -109,6 +128,38 @@ def machine_description() -> dict:
     }
 
 
+def commit_env(rev: str, logdir: str) -> tuple[dict, str]:
+    """An environment whose PYTHONPATH puts tinytcp as committed at ``rev`` (a ``git archive``
+    of tinytcp/ and twisted/plugins unpacked under ``logdir``) before the installed one, and
+    a description of it."""
+    commit = command_output(["git", "rev-parse", "--short", rev])
+    if not commit:
+        sys.exit(f"unknown commit {rev}")
+    src = os.path.join(logdir, "src")
+    os.mkdir(src)
+    archive = subprocess.run(
+        ["git", "archive", commit, "tinytcp", "twisted"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env, f"{commit} (git archive of {rev}, no uncommitted changes)"
+
+
+def reactor_description(reactor: str) -> str:
+    if reactor.endswith("-nolog"):
+        base = reactor_description(reactor[: -len("-nolog")])
+        return f"{base}, without log.callWithLogger per event (benchmarks/twistd_nolog.py, an experiment)"
+    if reactor == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            sys.exit("--reactor uvloop needs uvloop: pip install uvloop")
+        return f"asyncio reactor on uvloop {uvloop.__version__} (benchmarks/twistd_uvloop.py)"
+    if reactor == "default":
+        return "twistd's default (epoll on Linux)"
+    return f"twistd --reactor={reactor}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,12 +178,17 @@ def cpu_jiffies(cpu: int) -> tuple[int, int]:
 
 
 def process_jiffies(pid: int) -> int:
+    return sum(process_user_system(pid))
+
+
+def process_user_system(pid: int) -> tuple[int, int]:
+    """(user, system) clock ticks of a process since it started."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return int(fields[11]), int(fields[12])
     except (OSError, IndexError, ValueError):
-        return 0
+        return 0, 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,9 +198,19 @@ def process_jiffies(pid: int) -> int:
 class Server:
     """One server process on two fresh loopback ports (text, binary)."""
 
-    def __init__(self, kind: str, logdir: str, pin: list[str], extra: list[str], env: dict | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        logdir: str,
+        pin: list[str],
+        extra: list[str],
+        env: dict | None = None,
+        reactor: str = "default",
+    ) -> None:
         self.kind = kind
         self.env = env
+        #: tinytcp only: twistd's default reactor, --reactor=epoll/asyncio, or asyncio on uvloop
+        self.reactor = reactor
         self.logdir = logdir
         self.pin = pin
         self.extra = extra
@@ -156,7 +222,7 @@ class Server:
         t, b = self.text_port, self.binary_port
         if self.kind == "tinytcp":
             return [
-                twistd_path(),
+                *twistd_command(self.reactor),
                 "-n",
                 "--pidfile=",
                 f"--logfile={self.log}",
@@ -366,14 +432,15 @@ def run_loadgen(scenario: Scenario, server: Server, pin: list[str]) -> dict:
         str(scenario.timeout),
     ]
     cpu0 = cpu_jiffies(0)
-    jiffies0 = process_jiffies(server.pid)
+    user0, system0 = process_user_system(server.pid)
     t0 = time.monotonic()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=scenario.timeout + 30)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"loadgen killed after {scenario.timeout + 30:.0f}s"}
     wall = time.monotonic() - t0
-    server_jiffies = process_jiffies(server.pid) - jiffies0
+    user1, system1 = process_user_system(server.pid)
+    server_jiffies = user1 - user0 + system1 - system0
     cpu1 = cpu_jiffies(0)
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -386,6 +453,10 @@ def run_loadgen(scenario: Scenario, server: Server, pin: list[str]) -> dict:
     result["steal_cpu0"] = (cpu1[1] - cpu0[1]) / CLK_TCK / wall if wall > 0 else 0.0
     if scenario.per == "requests_verified" and result.get("requests_verified"):
         result["cpu_us_per_req"] = server_cpu / result["requests_verified"] * 1e6
+        # user time is the Python side (protocol, reactor, dispatch); system time the syscalls
+        # and, on loopback, the TCP work of delivering the replies
+        result["user_us_per_req"] = (user1 - user0) / CLK_TCK / result["requests_verified"] * 1e6
+        result["system_us_per_req"] = (system1 - system0) / CLK_TCK / result["requests_verified"] * 1e6
     if scenario.per == "MB_verified" and result.get("requests_verified"):
         mb = result["requests_verified"] * result.get("size", MiB) / 1e6
         result["cpu_ms_per_MB"] = server_cpu / mb * 1e3
@@ -480,6 +551,13 @@ def main() -> int:
     parser.add_argument("--fanout-conns", type=int, default=1000)
     parser.add_argument("--only", nargs="*", help="run only scenarios whose name contains one of these words")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--reactor",
+        choices=REACTORS,
+        default="default",
+        help="the Twisted reactor tinytcp runs on (uvloop: the asyncio reactor on uvloop, "
+        "through benchmarks/twistd_uvloop.py); the reference stays on plain asyncio",
+    )
     parser.add_argument("--json", help="also write every raw result to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (always kept on failure)")
     parser.add_argument(
@@ -508,17 +586,8 @@ def main() -> int:
     tinytcp_env = None
     machine = machine_description()
     if args.tinytcp_commit:
-        commit = command_output(["git", "rev-parse", "--short", args.tinytcp_commit])
-        if not commit:
-            sys.exit(f"unknown commit {args.tinytcp_commit}")
-        src = os.path.join(logdir, "src")
-        os.mkdir(src)
-        archive = subprocess.run(
-            ["git", "archive", commit, "tinytcp", "twisted"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
-        tinytcp_env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        machine["tinytcp"] = f"{commit} (git archive of {args.tinytcp_commit}, no uncommitted changes)"
+        tinytcp_env, machine["tinytcp"] = commit_env(args.tinytcp_commit, logdir)
+    machine["reactor"] = reactor_description(args.reactor)
     help_text = command_output([twistd_path(), "tinytcp", "--help"], tinytcp_env)
     tinytcp_extra: list[str] = []
     if "--max-connections" in help_text:
@@ -549,7 +618,7 @@ def main() -> int:
 
     def new_server(kind: str) -> Server:
         if kind == "tinytcp":
-            server = Server(kind, logdir, pin_server, tinytcp_extra, tinytcp_env)
+            server = Server(kind, logdir, pin_server, tinytcp_extra, tinytcp_env, args.reactor)
         else:
             server = Server(kind, logdir, pin_server, [])
         started.append(server)
