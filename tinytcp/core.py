@@ -16,6 +16,7 @@ import regex
 from tinytcp import errors
 from tinytcp.chat import Room
 from tinytcp.reply import BYE, Code, Reply, error
+from tinytcp.wire import encode_text_reply
 
 _GRAPHEME = regex.compile(r"\X")
 
@@ -44,7 +45,7 @@ class Session:
     def __init__(
         self,
         mode: str = "text",
-        encode: Callable[[Reply], bytes] = repr,  # type: ignore[assignment]
+        encode: Callable[[Reply], bytes] = encode_text_reply,
         push: Callable[[bytes], None] = no_push,
     ) -> None:
         self.requests = 0
