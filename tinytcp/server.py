@@ -223,6 +223,9 @@ class Connection(TimeoutMixin):
     def hang_up(self, why: str) -> None:
         """Close the connection on the server's own initiative, after flushing what is queued."""
         self.closing = True
+        # out of the room now, not when the last bytes drain: a closing client gets no more
+        # messages, so SAY must not count it and the others should see it leave
+        self.server.core.room.leave(self.session)
         log.info("{peer}: closing: {why}", peer=self.peer, why=why)
         self.transport.unregisterProducer()
         self.transport.loseConnection()
