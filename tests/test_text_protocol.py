@@ -186,15 +186,34 @@ class SplitPropertyTests(SynchronousTestCase):
             self.assertIn(lines[-2], {b"BYE", b"ERROR LINE_TOO_LONG"})
 
 
+ASCII_ARG = st.text(alphabet=st.characters(max_codepoint=127, blacklist_characters="\n"), max_size=12)
+
+
 class FastPathTests(SynchronousTestCase):
-    @settings(max_examples=300, deadline=None)
-    @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8), st.booleans())
-    def test_plain_echo_shortcut_answers_exactly_as_the_core_does(self, args: list[bytes], crlf: bool) -> None:
-        stream = b"".join(b"ECHO " + arg + (b"\r\n" if crlf else b"\n") for arg in args)
-        fast, fast_transport = connect(TextProtocol, make_server())
-        slow, slow_transport = connect(TextProtocol, make_server())
+    """The ECHO shortcuts (one regex per read, one check per line) against the core's answers."""
+
+    def compare(self, stream: bytes, max_line: int = 64 * 1024) -> None:
+        fast, fast_transport = connect(TextProtocol, make_server(max_line=max_line))
+        slow, slow_transport = connect(TextProtocol, make_server(max_line=max_line))
         slow.echo_fast = False
-        fast.dataReceived(stream)
-        slow.dataReceived(stream)
+        slow.echo_lines = None
+        for protocol in (fast, slow):
+            for piece in (stream[: len(stream) // 2], stream[len(stream) // 2 :]):
+                protocol.dataReceived(piece)
         self.assertEqual(fast_transport.value(), slow_transport.value())
         self.assertEqual(fast.session.requests, slow.session.requests)
+        self.assertEqual(fast_transport.disconnecting, slow_transport.disconnecting)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8), st.booleans())
+    def test_any_bytes(self, args: list[bytes], crlf: bool) -> None:
+        self.compare(b"".join(b"ECHO " + arg + (b"\r\n" if crlf else b"\n") for arg in args))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(ASCII_ARG, st.booleans()), min_size=1, max_size=8), st.integers(7, 20))
+    def test_ascii_lines_near_the_line_limit(self, args: list[tuple[str, bool]], max_line: int) -> None:
+        stream = b"".join(b"ECHO " + arg.encode() + (b"\r\n" if crlf else b"\n") for arg, crlf in args)
+        self.compare(stream, max_line)
+
+    def test_a_whole_read_of_plain_echo_lines(self) -> None:
+        self.compare(b"ECHO a\r\nECHO b c\nECHO d\tx\r\nECHO partial")

@@ -7,6 +7,9 @@ LF or CRLF, strips telnet IAC sequences, and answers all lines of one read with 
 
 from __future__ import annotations
 
+import functools
+import re
+
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -21,6 +24,14 @@ from tinytcp.wire import CRLF, encode_text_reply, parse_text_request
 log = Logger(namespace="tinytcp")
 
 
+@functools.lru_cache(maxsize=8)
+def echo_lines(max_line: int) -> re.Pattern[bytes]:
+    """Lines ``ECHO <ASCII text>`` that need no trimming, none longer than ``max_line``: for
+    each, the general path's reply is the line itself (tests/test_text_protocol.py checks)."""
+    middle = max(0, max_line - 7)
+    return re.compile(rb"(?:ECHO [\x21-\x7e](?:[\x00-\x09\x0b-\x7f]{0,%d}[\x21-\x7e])?\r?\n)+" % middle)
+
+
 class TextProtocol(Connection, LineReceiver):
     """One text client."""
 
@@ -33,6 +44,8 @@ class TextProtocol(Connection, LineReceiver):
         self.max_line = server.settings.max_line
         #: answer plain ECHO lines without the core; verbose mode logs each one, so it takes the long way
         self.echo_fast = not server.settings.verbose
+        #: a read made only of such lines is answered whole, with no loop per line
+        self.echo_lines = echo_lines(self.max_line) if self.echo_fast and self.max_line >= 7 else None
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._telnet = DATA
@@ -65,6 +78,19 @@ class TextProtocol(Connection, LineReceiver):
             data = b"".join(self._pending)
             self._pending = []
             self._pending_size = 0
+        if self.echo_lines is not None:
+            end = data.rfind(b"\n") + 1
+            if self.echo_lines.fullmatch(data, 0, end):
+                # every complete line is a plain ECHO: the replies are those lines, CRLF-ended
+                self.session.requests += data.count(b"\n", 0, end)
+                self.send(data[:end].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+                if end < len(data):
+                    rest = data[end:]
+                    self._pending.append(rest)
+                    self._pending_size = len(rest)
+                    if self._pending_size > self.max_line + 1:
+                        self._too_long()
+                return
         lines = data.split(b"\n")
         rest = lines.pop()
         out: list[bytes] = []
@@ -78,6 +104,7 @@ class TextProtocol(Connection, LineReceiver):
                 line = line[:-1]
             size = len(line)
             if size > max_line:
+                self.session.requests += echoed
                 self._flush(out)
                 self._too_long()
                 return
