@@ -68,10 +68,7 @@ class TextProtocol(Connection, LineReceiver):
                 self.transport.write(WILL_TIMING_MARK * marks)
         if b"\n" not in data:
             if data:
-                self._pending.append(data)
-                self._pending_size += len(data)
-                if self._pending_size > self.max_line + 1:  # + 1: the CR of a CRLF
-                    self._too_long()
+                self._hold(data)
             return
         if self._pending:
             self._pending.append(data)
@@ -85,11 +82,7 @@ class TextProtocol(Connection, LineReceiver):
                 self.session.requests += data.count(b"\n", 0, end)
                 self.send(data[:end].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
                 if end < len(data):
-                    rest = data[end:]
-                    self._pending.append(rest)
-                    self._pending_size = len(rest)
-                    if self._pending_size > self.max_line + 1:
-                        self._too_long()
+                    self._hold(data[end:])
                 return
         lines = data.split(b"\n")
         rest = lines.pop()
@@ -132,10 +125,7 @@ class TextProtocol(Connection, LineReceiver):
         self.session.requests += echoed
         self._flush(out)
         if rest:
-            self._pending.append(rest)
-            self._pending_size = len(rest)
-            if self._pending_size > max_line + 1:
-                self._too_long()
+            self._hold(rest)
 
     def line(self, line: bytes) -> Reply | None:
         """Answer one line (delimiter removed); None for a blank line, which gets no reply."""
@@ -157,6 +147,13 @@ class TextProtocol(Connection, LineReceiver):
         if verbose:
             log.info("{peer} <- {reply!r}", peer=self.peer, reply=encode_text_reply(reply).rstrip(b"\r\n"))
         return reply
+
+    def _hold(self, partial: bytes) -> None:
+        """Keep the start of a line until its end arrives, within --max-line."""
+        self._pending.append(partial)
+        self._pending_size += len(partial)
+        if self._pending_size > self.max_line + 1:  # + 1: the CR of a CRLF
+            self._too_long()
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
