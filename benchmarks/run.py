@@ -328,64 +328,51 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     rate = ("req_per_s", "req/s", "{:,.0f}", True)
     cpu_req = ("cpu_us_per_req", "server CPU us/req", "{:.2f}", False, None)
     busy = ("loadgen_cpu_busy", "load generator CPU busy", "{:.0%}", False, None)
-    out = [
-        Scenario(
-            "pipelined binary",
-            ["pipelined", "--window", "256", "--size", "32", *timed],
-            "binary",
-            [(*rate, ">= 1.0x"), cpu_req, busy],
-            per="requests_verified",
-            timeout=bound,
-        ),
-        Scenario(
-            "pipelined text",
-            ["pipelined", "--window", "256", "--size", "32", *timed],
-            "text",
-            [(*rate, ">= 1.0x"), cpu_req, busy],
-            per="requests_verified",
-            timeout=bound,
-        ),
-        Scenario(
-            "request/response binary",
-            ["reqresp", "--conns", "64", "--size", "32", *timed],
-            "binary",
-            [
-                (*rate, ">= 1.0x"),
-                ("p50_ms", "p50 ms", "{:.3f}", False, None),
-                ("p99_ms", "p99 ms", "{:.3f}", False, "<= 1.0x"),
-                cpu_req,
-                busy,
-            ],
-            per="requests_verified",
-            timeout=bound,
-        ),
-        Scenario(
-            "request/response text",
-            ["reqresp", "--conns", "64", "--size", "32", *timed],
-            "text",
-            [
-                (*rate, ">= 1.0x"),
-                ("p50_ms", "p50 ms", "{:.3f}", False, None),
-                ("p99_ms", "p99 ms", "{:.3f}", False, "<= 1.0x"),
-                cpu_req,
-                busy,
-            ],
-            per="requests_verified",
-            timeout=bound,
-        ),
-        Scenario(
-            "bulk binary 1 MiB",
-            ["bulk", "--window", "4", "--size", str(MiB), *timed],
-            "binary",
-            [
-                ("payload_MB_per_s", "MB/s", "{:,.1f}", True, ">= 2.0x"),
-                ("cpu_ms_per_MB", "server CPU ms/MB", "{:.3f}", False, None),
-                busy,
-            ],
-            per="MB_verified",
-            timeout=bound,
-        ),
+    reqresp = [
+        (*rate, ">= 1.0x"),
+        ("p50_ms", "p50 ms", "{:.3f}", False, None),
+        ("p99_ms", "p99 ms", "{:.3f}", False, "<= 1.0x"),
+        cpu_req,
+        busy,
     ]
+    out = (
+        [
+            Scenario(
+                f"pipelined {mode}",
+                ["pipelined", "--window", "256", "--size", "32", *timed],
+                mode,
+                [(*rate, ">= 1.0x"), cpu_req, busy],
+                per="requests_verified",
+                timeout=bound,
+            )
+            for mode in ("binary", "text")
+        ]
+        + [
+            Scenario(
+                f"request/response {mode}",
+                ["reqresp", "--conns", "64", "--size", "32", *timed],
+                mode,
+                reqresp,
+                per="requests_verified",
+                timeout=bound,
+            )
+            for mode in ("binary", "text")
+        ]
+        + [
+            Scenario(
+                "bulk binary 1 MiB",
+                ["bulk", "--window", "4", "--size", str(MiB), *timed],
+                "binary",
+                [
+                    ("payload_MB_per_s", "MB/s", "{:,.1f}", True, ">= 2.0x"),
+                    ("cpu_ms_per_MB", "server CPU ms/MB", "{:.3f}", False, None),
+                    busy,
+                ],
+                per="MB_verified",
+                timeout=bound,
+            ),
+        ]
+    )
     for mode in args.idle_modes:
         out.append(
             Scenario(

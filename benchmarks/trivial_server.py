@@ -21,18 +21,11 @@ import select
 import signal
 import socket
 
+from reference_server import listening_socket  # run as a script: benchmarks/ is on sys.path
+
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 RECV = 256 * 1024
-
-
-def listening_socket(port: int, host: str, backlog: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 def serve(args: argparse.Namespace) -> None:
