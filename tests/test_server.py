@@ -1,7 +1,6 @@
 """Shared server behaviour on a fake clock: registry, limits, backpressure, shutdown."""
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -183,53 +182,3 @@ class PeerTests(SynchronousTestCase):
         self.assertEqual(describe_peer(IPv4Address("TCP", "127.0.0.1", 80)), "127.0.0.1:80")
         self.assertEqual(describe_peer(IPv6Address("TCP", "::1", 80)), "[::1]:80")
         self.assertEqual(describe_peer(UNIXAddress(b"/tmp/s")), "unix:/tmp/s")
-
-
-class SocketLikeTransport(StringTransport):
-    """A StringTransport with the parts of Twisted's TCP transport that write-through uses."""
-
-    def __init__(self, accept: list[int]) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 7))
-        self.dataBuffer = b""
-        self._tempDataLen = 0
-        self.accept = accept
-        self.sent = b""
-
-    def writeSomeData(self, data: bytes) -> int:
-        n = min(len(data), self.accept.pop(0))
-        self.sent += bytes(data[:n])
-        return n
-
-    def write(self, data: bytes) -> None:
-        super().write(data)
-        self._tempDataLen += len(data)
-
-
-class WriteThroughTests(SynchronousTestCase):
-    def test_replies_go_straight_to_the_socket_when_nothing_is_queued(self) -> None:
-        server = make_server()
-        protocol = BinaryProtocol(server)
-        transport = SocketLikeTransport(accept=[100, 3, 0])
-        protocol.makeConnection(transport)
-        protocol.dataReceived(encode_frame(1, b"hello"))
-        self.assertEqual((transport.sent, transport.value()), (encode_frame(1, b"hello"), b""))
-        protocol.dataReceived(encode_frame(1, b"world"))
-        self.assertEqual(transport.sent, encode_frame(1, b"hello") + encode_frame(1, b"world")[:3])
-        self.assertEqual(transport.value(), encode_frame(1, b"world")[3:])
-        protocol.dataReceived(encode_frame(1, b"again"))
-        self.assertEqual(transport.value(), encode_frame(1, b"world")[3:] + encode_frame(1, b"again"))
-        self.assertEqual(transport.accept, [0])
-
-    def test_large_replies_are_left_to_twisted_which_sends_them_without_a_copy(self) -> None:
-        protocol = BinaryProtocol(make_server())
-        transport = SocketLikeTransport(accept=[10**9])
-        protocol.makeConnection(transport)
-        frame = encode_frame(1, b"b" * (64 * 1024))
-        protocol.dataReceived(frame)
-        self.assertEqual((transport.sent, transport.value()), (b"", frame))
-
-    def test_plain_transports_are_written_as_usual(self) -> None:
-        text, transport = connect(TextProtocol, make_server())
-        self.assertFalse(text._write_through)
-        text.dataReceived(b"ECHO x\n")
-        self.assertTrue(transport.value().endswith(b"ECHO x\r\n"))

@@ -3,8 +3,9 @@
 In the spirit of Twisted's ``Int32StringReceiver``, one class owns the framing and calls
 ``frameReceived`` once per complete frame.  Unlike it, the frames of one read are cut with
 offsets into that read, and the pieces of a frame that spans reads are kept in a list and
-joined once, when the frame is complete; memory is never reserved for an announced length.
-The replies to all frames of one read go out in one write.
+joined once, when the frame is complete (an echoed frame is not joined at all: its pieces are
+its reply); memory is never reserved for an announced length.  The replies to all frames of
+one read go out in one write.
 """
 
 from __future__ import annotations
@@ -38,13 +39,26 @@ class FrameReceiver(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        if self._chunks is not None:
-            self._chunks.append(data)
+        chunks = self._chunks
+        if chunks is not None:
+            chunks.append(data)
             self._have += len(data)
             if self._have < self._need:
                 return
-            data = b"".join(self._chunks)
             self._chunks = None
+            if self._need > HEADER_SIZE and chunks[0][0] == self.mirror_code:
+                # a mirrored frame that spanned reads (its header was whole in the first
+                # piece) is its own reply: its pieces go out as they came, never joined
+                cut = len(data) - (self._have - self._need)
+                if cut < len(data):
+                    chunks[-1] = data[:cut]
+                    data = data[cut:]
+                else:
+                    data = b""
+                self.replies.extend(chunks)
+                self.mirrored += 1
+            else:
+                data = b"".join(chunks)
         offset = 0
         size = len(data)
         unpack = HEADER.unpack_from
@@ -95,12 +109,15 @@ class FrameReceiver(Protocol):
         self.flush()
 
     def flush(self) -> None:
-        """Write the replies queued so far, in one write."""
+        """Write the replies queued so far, in one write (a writeSequence: large pieces are not joined)."""
         replies = self.replies
-        if replies:
-            data = b"".join(replies) if len(replies) > 1 else replies[0]
-            replies.clear()
+        if len(replies) == 1:
+            data = replies.pop()
             self.send(data)
+        elif replies:
+            pieces = replies[:]
+            replies.clear()
+            self.transport.writeSequence(pieces)  # type: ignore[union-attr]
 
     def send(self, data: bytes) -> None:
         """Write replies; protocols may send more directly than transport.write."""

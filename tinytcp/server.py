@@ -29,9 +29,6 @@ DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
 #: --max-pending never goes below --max-frame plus this, so one large reply never looks slow
 REPLY_ROOM = 64 * 1024
 
-#: replies up to this size may be written straight to the socket (see Connection.send)
-WRITE_THROUGH_MAX = 64 * 1024
-
 #: on shutdown, a client counts as done sending once it has been quiet this long (seconds)
 QUIET = 0.01
 
@@ -138,8 +135,6 @@ class Connection(TimeoutMixin):
     _writes_paused = False
     _unread_pushes = 0
     _abort_call: Any = None
-    #: the transport is Twisted's TCP transport, whose socket send() can be reached
-    _write_through = False
 
     def open_connection(self) -> bool:
         """Register a new connection, or refuse it with BUSY; True when it is served."""
@@ -159,8 +154,6 @@ class Connection(TimeoutMixin):
             return False
         server.add(self)
         server.core.room.join(self.session)
-        transport = self.transport
-        self._write_through = hasattr(transport, "writeSomeData") and hasattr(transport, "_tempDataLen")
         self.callLater = server.reactor.callLater
         self.setTimeout(server.settings.idle_timeout or None)
         self.transport.registerProducer(self, True)
@@ -193,29 +186,9 @@ class Connection(TimeoutMixin):
         self.resetTimeout()
 
     def send(self, data: bytes) -> None:
-        """transport.write, but straight to the socket when nothing is queued before it.
-
-        Twisted's write always queues and sends on the next reactor turn, registering for
-        writability and unregistering after: two epoll_ctl calls and a loop pass per reply
-        (server CPU per request/response: 36 us before, 23 us after; docs/performance.md).
-        It needs TCP's ``writeSomeData`` and the buffer fields ``dataBuffer``/``_tempDataLen``
-        of Twisted's FileDescriptor; other transports (TLS, tests) take plain transport.write.
-        """
-        transport = self.transport
-        # large replies go the usual way: Twisted sends from its buffer without copying, while
-        # sending a first piece here would copy the rest to hand it over
-        if (
-            self._write_through
-            and len(data) <= WRITE_THROUGH_MAX
-            and not transport.dataBuffer
-            and not transport._tempDataLen
-        ):
-            sent = transport.writeSomeData(data)
-            if sent.__class__ is int:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        transport.write(data)
+        """Write replies and pushes; on tinytcp's TCP listeners the transport sends them at once
+        when nothing is queued (tinytcp/transport.py)."""
+        self.transport.write(data)
 
     def send_error(self, name: str) -> None:
         self.transport.write(self.encode(error(name)))

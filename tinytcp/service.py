@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, tcp
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from tinytcp.binary import BinaryProtocol
 from tinytcp.server import Server, Settings
 from tinytcp.text import TextProtocol
+from tinytcp.transport import WriteThroughTransport
 
 log = Logger(namespace="tinytcp")
 
@@ -88,6 +89,10 @@ class ListenService(Service):
 
     def _bound(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        # tcp.Port builds each connection's transport from this attribute (its documented
+        # hook); TLS runs over the same TCP transport, unix sockets keep their own
+        if getattr(port, "transport", None) is tcp.Server:
+            port.transport = WriteThroughTransport  # type: ignore[attr-defined]
         log.info("{mode} mode listening on {address}", mode=self.mode, address=describe_host(port.getHost()))
         return port
 
