@@ -30,10 +30,12 @@ def twistd_path() -> str:
 class RunningServer:
     """``twistd -n tinytcp`` listening on ephemeral loopback ports; stop() it when done."""
 
-    def __init__(self, *args: str, binary: bool = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self, *args: str, binary: bool = True, timeout: float = 30.0, twistd_args: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = tempfile.mkdtemp(prefix="tinytcp-e2e-")
         # bare numbers: loopback only, with tinytcp's accept backlog; 0 picks a free port
-        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", "tinytcp", "--port", "0"]
+        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", *twistd_args, "tinytcp", "--port", "0"]
         command += ["--binary-port", "0" if binary else "none"]
         command += list(args)
         self.process = subprocess.Popen(

@@ -102,6 +102,28 @@ class EndToEndTests(SynchronousTestCase):
     def test_bare_port_numbers_listen_on_loopback(self) -> None:
         self.assertIn("text mode listening on tcp:127.0.0.1:", self.server.log)
 
+    def test_runs_on_tinytcps_reactor_by_default(self) -> None:
+        self.assertIn("reactor class: tinytcp.reactor.EPollReactor.", self.server.log)
+
+
+class ReactorChoiceTests(SynchronousTestCase):
+    def test_a_reactor_named_to_twistd_is_kept(self) -> None:
+        server = RunningServer(twistd_args=("--reactor=poll",))
+        self.addCleanup(server.stop)
+        self.assertIn("reactor class: twisted.internet.pollreactor.PollReactor.", server.log)
+        with server.connect() as sock:
+            read_lines(sock, 1)
+            sock.sendall(b"ECHO on poll\n")
+            self.assertEqual(read_lines(sock, 1), [b"ECHO on poll"])
+        with server.connect("binary") as sock:
+            sock.sendall(encode_frame(1, b"x" * 300_000))
+            self.assertEqual(recv_frames(sock, 1), [(1, b"x" * 300_000)])
+
+    def test_tinytcps_reactor_by_name(self) -> None:
+        server = RunningServer(twistd_args=("--reactor=tinytcp",))
+        self.addCleanup(server.stop)
+        self.assertIn("reactor class: tinytcp.reactor.EPollReactor.", server.log)
+
 
 class ShutdownTests(SynchronousTestCase):
     def check_clean_stop(self, sig: int) -> None:

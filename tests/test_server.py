@@ -139,6 +139,23 @@ class IdleTimeoutTests(SynchronousTestCase):
         server.reactor.advance(9)
         self.assertFalse(transport.disconnecting)
 
+    def test_reads_move_no_timer_until_it_fires(self) -> None:
+        server = make_server(idle_timeout=10)
+        text, transport = connect(TextProtocol, server)
+        (timer,) = server.reactor.getDelayedCalls()
+        for _ in range(5):
+            server.reactor.advance(1)
+            text.dataReceived(b"ECHO x\n")
+        self.assertEqual(server.reactor.getDelayedCalls(), [timer])
+        self.assertEqual(timer.getTime(), 10)
+        server.reactor.advance(5)  # t=10: active at t=5, so it waits until t=15
+        self.assertFalse(transport.disconnecting)
+        server.reactor.advance(4.5)
+        self.assertFalse(transport.disconnecting)
+        server.reactor.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.value().endswith(b"ERROR IDLE_TIMEOUT\r\n"))
+
     def test_zero_turns_it_off(self) -> None:
         server = make_server(idle_timeout=0)
         _, transport = connect(TextProtocol, server)

@@ -1,7 +1,7 @@
 """twistd options and service assembly."""
 
 from twisted.application.service import IService
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -64,7 +64,7 @@ class OptionsTests(SynchronousTestCase):
 
 class ServiceTests(SynchronousTestCase):
     def test_listens_where_asked(self) -> None:
-        reactor = MemoryReactor()
+        reactor = MemoryReactorClock()
         service = make_service(Settings(), ["40000", "tcp:40002:interface=0.0.0.0"], ["40001"], reactor=reactor)
         service.startService()
         listening = [(port, interface) for port, _, _, interface in reactor.tcpServers]

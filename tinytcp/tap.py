@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -110,6 +111,7 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        use_tinytcp_reactor()
         from twisted.internet import reactor
 
         for port in self["port"] + self["binary-port"]:
@@ -117,6 +119,22 @@ class Options(usage.Options):
                 endpoints.serverFromString(reactor, endpoint_description(port))
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError(f"bad port or endpoint description {port!r}: {e}") from None
+
+
+def use_tinytcp_reactor() -> None:
+    """Install tinytcp's epoll reactor (tinytcp/reactor.py) unless a reactor is already chosen.
+
+    twistd installs the reactor named by its ``--reactor`` before parsing tinytcp's options;
+    without one, the first import of ``twisted.internet.reactor`` (just after this) would
+    install Twisted's default.  Where epoll is missing, Twisted's default stays.
+    """
+    if "twisted.internet.reactor" in sys.modules:
+        return
+    try:
+        from tinytcp import reactor
+    except ImportError:  # no epoll on this platform
+        return
+    reactor.install()
 
 
 def settings_from(options: Options | dict[str, Any]) -> Settings:

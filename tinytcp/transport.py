@@ -35,12 +35,31 @@ MAX_PIECES = 1024
 class WriteThroughTransport(tcp.Server):
     """``tcp.Server`` that writes to the socket at once when it can, and never joins its queue."""
 
+    def doRead(self) -> Any:
+        """tcp.Connection.doRead, handing the data to the protocol without another call between."""
+        try:
+            data = self.socket.recv(self.bufferSize)
+        except OSError as e:
+            if e.errno == errno.EWOULDBLOCK:
+                return None
+            return main.CONNECTION_LOST
+        if not data:
+            return main.CONNECTION_DONE
+        self.protocol.dataReceived(data)
+        return None
+
     def write(self, data: bytes) -> None:
-        _dataMustBeBytes(data)
+        if data.__class__ is not bytes:
+            _dataMustBeBytes(data)
         if not data or not self.connected or self._writeDisconnected:
             return
         if not self._tempDataLen and not self._aborting:
-            sent = self._send(data)
+            # nothing is queued: straight to the socket (any error counts as nothing sent:
+            # the data is queued, and on a dead connection doWrite meets the error again)
+            try:
+                sent = self.socket.send(data)
+            except OSError:
+                sent = 0
             if sent == len(data):
                 return
             if sent:
@@ -69,20 +88,10 @@ class WriteThroughTransport(tcp.Server):
         self._maybePauseProducer()
         self.startWriting()
 
-    def _send(self, data: bytes) -> int:
-        # any error counts as nothing sent: the data is queued, and on a dead connection
-        # doWrite meets the error again and reports it the usual way
-        try:
-            return self.socket.send(data)
-        except OSError:
-            return 0
-
     def _sendmsg(self, pieces: list[Any]) -> int:
-        if len(pieces) == 1:
-            return self._send(pieces[0])
         try:
-            return self.socket.sendmsg(pieces[:MAX_PIECES])
-        except OSError:
+            return self.socket.sendmsg(pieces[:MAX_PIECES]) if len(pieces) > 1 else self.socket.send(pieces[0])
+        except OSError:  # as in write: counts as nothing sent
             return 0
 
     def doWrite(self) -> Any:

@@ -1,0 +1,5 @@
+"""twistd's name for tinytcp's reactor: ``twistd --reactor=tinytcp``."""
+
+from twisted.application.reactors import Reactor
+
+tinytcp = Reactor("tinytcp", "tinytcp.reactor", "epoll without the per-event legacy log context (tinytcp's default)")
