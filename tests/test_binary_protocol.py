@@ -134,14 +134,22 @@ class BinaryPropertyTests(SynchronousTestCase):
 
 class MirrorTests(SynchronousTestCase):
     @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.tuples(st.sampled_from([1, 1, 1, 2, 3, 4, 9]), st.binary(max_size=20)), max_size=10))
-    def test_echo_shortcut_answers_exactly_as_the_core_does(self, requests: list[tuple[int, bytes]]) -> None:
-        stream = b"".join(encode_frame(code, payload) for code, payload in requests)
-        fast, fast_transport = connect(BinaryProtocol, make_server())
-        slow, slow_transport = connect(BinaryProtocol, make_server())
+    @given(
+        st.lists(st.tuples(st.sampled_from([1, 1, 1, 2, 3, 4, 9]), st.binary(max_size=20)), max_size=10),
+        st.booleans(),
+        st.integers(1, 30),
+    )
+    def test_echo_shortcut_answers_exactly_as_the_core_does(
+        self, requests: list[tuple[int, bytes]], frame_per_read: bool, max_frame: int
+    ) -> None:
+        frames_sent = [encode_frame(code, payload) for code, payload in requests]
+        reads = frames_sent if frame_per_read else [b"".join(frames_sent)]
+        fast, fast_transport = connect(BinaryProtocol, make_server(max_frame=max_frame))
+        slow, slow_transport = connect(BinaryProtocol, make_server(max_frame=max_frame))
         slow.mirror_code = None
-        fast.dataReceived(stream)
-        slow.dataReceived(stream)
+        for read in reads:
+            fast.dataReceived(read)
+            slow.dataReceived(read)
         self.assertEqual(fast_transport.value(), slow_transport.value())
         fast.connectionLost()
         slow.connectionLost()

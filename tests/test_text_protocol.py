@@ -193,16 +193,20 @@ class FastPathTests(SynchronousTestCase):
     """The ECHO shortcuts (one regex per read, one check per line) against the core's answers."""
 
     def compare(self, stream: bytes, max_line: int = 64 * 1024) -> None:
-        fast, fast_transport = connect(TextProtocol, make_server(max_line=max_line))
-        slow, slow_transport = connect(TextProtocol, make_server(max_line=max_line))
-        slow.echo_fast = False
-        slow.echo_lines = None
-        for protocol in (fast, slow):
-            for piece in (stream[: len(stream) // 2], stream[len(stream) // 2 :]):
-                protocol.dataReceived(piece)
-        self.assertEqual(fast_transport.value(), slow_transport.value())
-        self.assertEqual(fast.session.requests, slow.session.requests)
-        self.assertEqual(fast_transport.disconnecting, slow_transport.disconnecting)
+        """The same replies with and without the shortcuts, in two halves and a line per read."""
+        halves = [stream[: len(stream) // 2], stream[len(stream) // 2 :]]
+        per_line = stream.splitlines(keepends=True)
+        for reads in (halves, per_line):
+            fast, fast_transport = connect(TextProtocol, make_server(max_line=max_line))
+            slow, slow_transport = connect(TextProtocol, make_server(max_line=max_line))
+            slow.echo_fast = False
+            slow.echo_lines = None
+            for protocol in (fast, slow):
+                for piece in reads:
+                    protocol.dataReceived(piece)
+            self.assertEqual(fast_transport.value(), slow_transport.value())
+            self.assertEqual(fast.session.requests, slow.session.requests)
+            self.assertEqual(fast_transport.disconnecting, slow_transport.disconnecting)
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8), st.booleans())

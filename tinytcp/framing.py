@@ -40,6 +40,13 @@ class FrameReceiver(Protocol):
         if self.closing:
             return
         chunks = self._chunks
+        if chunks is None and len(data) >= HEADER_SIZE and data[0] == self.mirror_code:
+            length = HEADER.unpack_from(data)[1]
+            if length == len(data) - HEADER_SIZE and length <= self.max_frame:
+                # the commonest read of a request/response client: one whole mirrored frame
+                self.mirrored += 1
+                self.send(data)
+                return
         if chunks is not None:
             chunks.append(data)
             self._have += len(data)
