@@ -463,7 +463,10 @@ def short(result: dict, scenario: Scenario) -> str:
     if len(scenario.metrics) > 1 and scenario.metrics[1][0] in result:
         k2, l2, f2 = scenario.metrics[1][:3]
         text += f", {f2.format(result[k2])} {l2}"
-    return text + f" (other load on CPU 0: {result.get('other_load_cpu0', 0):.0%})"
+    return text + (
+        f" (other load on CPU 0: {result.get('other_load_cpu0', 0):.0%},"
+        f" stolen by the hypervisor: {result.get('steal_cpu0', 0):.0%})"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -514,11 +517,10 @@ def table(all_results: dict, chosen: list[Scenario], notes: dict) -> str:
                 )
             )
             first = False
-        load = [r.get("other_load_cpu0", 0) for s in SERVERS for r in per_server.get(s, []) if r.get("ok")]
-        if load:
-            rows.append(
-                ("", "other load on CPU 0", f"median {statistics.median(load):.0%}", f"max {max(load):.0%}", "", "", "")
-            )
+        for key, label in (("other_load_cpu0", "other load on CPU 0"), ("steal_cpu0", "CPU 0 stolen (hypervisor)")):
+            load = [r.get(key, 0) for s in SERVERS for r in per_server.get(s, []) if r.get("ok")]
+            if load:
+                rows.append(("", label, f"median {statistics.median(load):.0%}", f"max {max(load):.0%}", "", "", ""))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):

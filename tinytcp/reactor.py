@@ -49,13 +49,18 @@ class EPollReactor(epollreactor.EPollReactor):
             try:
                 if event == EPOLLIN:
                     # the common event, as _doReadOrWrite handles it, without its other branches
+                    in_read = False
                     try:
-                        why = _NO_FILEDESC if selectable.fileno() == -1 else selectable.doRead()
+                        if selectable.fileno() == -1:
+                            why = _NO_FILEDESC
+                        else:
+                            why = selectable.doRead()
+                            in_read = True
                     except BaseException:
                         why = sys.exc_info()[1]
                         log.err()
                     if why:
-                        self._disconnectSelectable(selectable, why, True)
+                        self._disconnectSelectable(selectable, why, in_read)
                 else:
                     handle(selectable, fd, event)
             except KeyboardInterrupt:
