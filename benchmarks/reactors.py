@@ -1,20 +1,21 @@
 """Compare the Twisted reactors tinytcp can run on, with the asyncio reference as a yardstick.
 
-    python benchmarks/reactors.py                                # epoll, asyncio, uvloop: about 6 minutes
+    python benchmarks/reactors.py                                # tinytcp, epoll, asyncio, uvloop: about 8 minutes
     python benchmarks/reactors.py --reactors epoll asyncio --repeats 3 --duration 1
     python benchmarks/reactors.py --tinytcp-commit HEAD --json reactors.json
 
-Starts one ``twistd -n tinytcp`` per reactor (``--reactor=epoll``, ``--reactor=asyncio``, and
+Starts one ``twistd -n tinytcp`` per reactor (``--reactor=tinytcp``, tinytcp's default;
+``--reactor=epoll``, Twisted's; ``--reactor=asyncio``, and
 for ``uvloop`` Twisted's asyncio reactor on uvloop through ``twistd_uvloop.py``, which needs
 ``pip install uvloop``) plus ``reference_server.py`` on plain asyncio, all pinned to CPU 0,
 and drives the pipelined and request/response scenarios of ``run.py`` (same loadgen
 arguments) from CPU 1, alternating the servers in every round (epoll, asyncio, uvloop,
-reference, epoll, ...).  Prints the median of every metric per server and each reactor's
-ratio to the first one given (epoll by default).  Which reactor and event loop each tinytcp
+reference, tinytcp, ...).  Prints the median of every metric per server and each reactor's
+ratio to the first one given (tinytcp by default).  Which reactor and event loop each tinytcp
 really ran on is read back from its own log (twistd's ``reactor class:`` line, and the line
 ``twistd_uvloop.py`` prints with the class of the reactor's ``_asyncioEventloop``) and printed.
-``epoll-nolog`` and ``uvloop-nolog`` are the same reactors without ``log.callWithLogger`` around
-every event (``twistd_nolog.py``, an experiment that measures what that wrapper costs).
+``epoll-nolog`` and ``uvloop-nolog`` are Twisted's reactors without ``log.callWithLogger`` around
+every event (``twistd_nolog.py``, the experiment that led to tinytcp's reactor).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main() -> int:
         "--reactors",
         nargs="+",
         choices=[r for r in bench.REACTORS if r != "default"],
-        default=["epoll", "asyncio", "uvloop"],
+        default=["tinytcp", "epoll", "asyncio", "uvloop"],
         help="reactors to compare; ratios are to the first",
     )
     parser.add_argument("--no-reference", action="store_true", help="leave the asyncio reference out")

@@ -80,10 +80,11 @@ def twistd_path() -> str:
     return found
 
 
-#: --reactor choices: twistd's default (epoll on Linux), a named Twisted reactor, Twisted's
-#: asyncio reactor on uvloop (benchmarks/twistd_uvloop.py, pip install uvloop), and, as an
-#: experiment, epoll or uvloop without log.callWithLogger per event (benchmarks/twistd_nolog.py)
-REACTORS = ("default", "epoll", "poll", "select", "asyncio", "uvloop", "epoll-nolog", "uvloop-nolog")
+#: --reactor choices: twistd tinytcp's default (tinytcp's own epoll reactor, tinytcp/reactor.py,
+#: also named "tinytcp"), a named Twisted reactor ("epoll" is Twisted's), Twisted's asyncio reactor
+#: on uvloop (benchmarks/twistd_uvloop.py, pip install uvloop), and, as an experiment, Twisted's
+#: epoll or uvloop without log.callWithLogger per event (benchmarks/twistd_nolog.py)
+REACTORS = ("default", "tinytcp", "epoll", "poll", "select", "asyncio", "uvloop", "epoll-nolog", "uvloop-nolog")
 
 
 def twistd_command(reactor: str = "default") -> list[str]:
