@@ -151,7 +151,12 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
         for line in f:
             stack, _, count = line.rstrip().rpartition(" ")
             n = int(count)
-            frames = [re.sub(r" \((.*?):\d+\)$", lambda m: f" ({shorten(m.group(1))})", fr) for fr in stack.split(";")]
+            raw_frames = stack.split(";")
+            frames = [re.sub(r" \((.*?):\d+\)$", lambda m: f" ({shorten(m.group(1))})", fr) for fr in raw_frames]
+            if raw_frames[-1].startswith("EPollReactor.doPoll ") and "tinytcp/reactor.py" in raw_frames[-1]:
+                # tinytcp's reactor dispatches events inside doPoll: only its poll line is waiting
+                if not raw_frames[-1].endswith(f":{TINYTCP_POLL_LINE})"):
+                    frames[-1] = "dispatch in EPollReactor.doPoll (tinytcp/reactor.py)"
             total += n
             own[frames[-1]] += n
             for frame in set(frames):
@@ -175,6 +180,9 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
             print(f"  {n / busy:6.1%}  {frame}")
 
 
+#: the line of tinytcp's reactor that waits in epoll_wait
+with open(os.path.join(HERE, "..", "tinytcp", "reactor.py")) as _reactor_source:
+    TINYTCP_POLL_LINE = next(n for n, text in enumerate(_reactor_source, 1) if "self._poller.poll(" in text)
 WAITING = ("EPollReactor.doPoll ", "EpollSelector.select ", "_PollLikeSelector.select ", "AsyncioSelectorReactor.run ")
 WAITING_NAMES = "doPoll, EpollSelector.select or, on uvloop, AsyncioSelectorReactor.run"
 

@@ -62,6 +62,22 @@ class TextProtocol(Connection, LineReceiver):
         if self.closing:
             return
         self.activity()
+        last = len(data) - 1
+        if self.echo_fast and data.find(b"\n") == last and not self._pending and self._telnet == DATA:
+            # one whole line, the commonest read of a request/response client: a plain
+            # ASCII ECHO (the loop's test below; ASCII also means no telnet command) is
+            # answered with the line itself, CRLF-ended
+            stop = last - 1 if data[last - 1 : last] == b"\r" else last
+            if (
+                5 < stop <= self.max_line
+                and data.startswith(b"ECHO ")
+                and data[5] > 32
+                and data[stop - 1] > 32
+                and data.isascii()
+            ):
+                self.session.requests += 1
+                self.send(data if stop < last else data.replace(b"\n", CRLF))
+                return
         if self._telnet != DATA or b"\xff" in data:
             data, self._telnet, marks = strip_telnet(data, self._telnet)
             if marks:
@@ -75,21 +91,6 @@ class TextProtocol(Connection, LineReceiver):
             data = b"".join(self._pending)
             self._pending = []
             self._pending_size = 0
-        last = len(data) - 1
-        if self.echo_fast and data.find(b"\n") == last:
-            # one whole line, the commonest read of a request/response client: a plain
-            # ASCII ECHO (the loop's test below) is answered with the line itself
-            stop = last - 1 if data[last - 1 : last] == b"\r" else last
-            if (
-                5 < stop <= self.max_line
-                and data.startswith(b"ECHO ")
-                and data[5] > 32
-                and data[stop - 1] > 32
-                and data.isascii()
-            ):
-                self.session.requests += 1
-                self.send(data if stop < last else data[:stop] + CRLF)
-                return
         if self.echo_lines is not None:
             end = data.rfind(b"\n") + 1
             if self.echo_lines.fullmatch(data, 0, end):
