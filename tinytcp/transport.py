@@ -4,12 +4,13 @@ Twisted's ``tcp.Server`` queues every write and sends it on a later reactor turn
 the socket for writability and unregistering it after (two ``epoll_ctl`` calls and a loop
 pass per reply), and when it does send it first joins its queued pieces into one bytes
 object, so a 1 MiB reply is copied once or twice before the kernel sees it.
-``WriteThroughTransport`` keeps everything else of Twisted's transport (reading, closing,
-half-close, abort, producers) and changes only that:
+``WriteThroughTransport`` keeps everything else of Twisted's transport (closing, half-close,
+abort, producers) and changes only that:
 
 - a write with nothing queued before it goes straight to the socket; only what the kernel
   does not take is queued (as a view of the same bytes, not a copy);
-- the queue is sent with one ``sendmsg`` over its pieces, never joined.
+- the queue is sent with one ``sendmsg`` over its pieces, never joined;
+- a read goes to the protocol's ``dataReceived`` without ``tcp.Connection``'s extra call.
 
 The queue is Twisted's own ``_tempDataBuffer``/``_tempDataLen``, so backpressure
 (``_maybePauseProducer`` at ``bufferSize`` bytes) and the end-of-buffer steps of
