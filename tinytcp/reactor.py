@@ -50,6 +50,7 @@ class EPollReactor(epollreactor.EPollReactor):
                 if event == EPOLLIN:
                     # the common event, as _doReadOrWrite handles it, without its other branches
                     in_read = False
+                    why: Any
                     try:
                         if selectable.fileno() == -1:
                             why = _NO_FILEDESC
