@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import struct
@@ -159,6 +160,31 @@ class PortTests(SynchronousTestCase):
         for port in ports:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 self.assertEqual(read_lines(sock, 1)[0][:8], b"WELCOME ")
+
+    def test_tls_endpoints_serve_both_modes(self) -> None:
+        import ssl
+
+        import twisted.test
+
+        # the key and self-signed certificate Twisted ships for its own tests
+        pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+        tls = f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}"
+        server = RunningServer("--port", tls, "--binary-port", tls)
+        self.addCleanup(server.stop)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        text_port = server.ports_of("text", 2)[1]
+        binary_port = server.ports_of("binary", 2)[1]
+        raw = socket.create_connection(("127.0.0.1", text_port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(b"ECHO over TLS\nQUIT\n")
+            self.assertEqual(read_lines(sock, 3), [b"WELCOME tinytcp 0.1 ready; type HELP", b"ECHO over TLS", b"BYE"])
+        raw = socket.create_connection(("127.0.0.1", binary_port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            payload = bytes(range(256)) * 4096  # 1 MiB, in many TLS records and reads
+            sock.sendall(encode_frame(1, payload) * 2)
+            self.assertEqual(recv_frames(sock, 2), [(1, payload), (1, payload)])
 
     def test_a_port_in_use_is_one_clear_line_and_exit_status_1(self) -> None:
         import subprocess

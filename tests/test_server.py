@@ -1,8 +1,11 @@
 """Shared server behaviour on a fake clock: registry, limits, backpressure, shutdown."""
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import INegotiated
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from tests.helpers import connect, make_server
 from tinytcp.binary import BinaryProtocol
@@ -186,6 +189,17 @@ class BackpressureTests(SynchronousTestCase):
             self.assertEqual(transport.producerState, "paused")
             protocol.resumeProducing()
             self.assertEqual(transport.producerState, "producing")
+
+    def test_over_tls_backpressure_starts_after_the_handshake(self) -> None:
+        # the TLS layer pauses its producer while it holds pre-handshake writes (WELCOME);
+        # a producer registered before the handshake would stop it from reading the handshake
+        protocol = TextProtocol(make_server())
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 7))
+        directlyProvides(transport, INegotiated)
+        protocol.makeConnection(transport)
+        self.assertIsNone(transport.producer)
+        protocol.handshakeCompleted()
+        self.assertIs(transport.producer, protocol)
 
     def test_closing_unregisters(self) -> None:
         server = make_server()

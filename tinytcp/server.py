@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IHandshakeListener, INegotiated, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tinytcp import __version__, errors
 from tinytcp.core import BYE, Core, Reply, Session, error, no_push
@@ -113,6 +114,7 @@ class Server:
             connection.transport.abortConnection()
 
 
+@implementer(IHandshakeListener)
 class Connection(TimeoutMixin):
     """What the text and binary protocols share: registry, limits, backpressure, logs.
 
@@ -161,9 +163,17 @@ class Connection(TimeoutMixin):
         self.callLater = server.reactor.callLater
         self.last_active = server.seconds()
         self.setTimeout(server.settings.idle_timeout or None)
-        self.transport.registerProducer(self, True)
+        # over TLS, the TLS layer pauses its producer while it holds what was written before
+        # the handshake (the WELCOME line): pausing would stop reading the handshake itself
+        if not INegotiated.providedBy(self.transport):
+            self.transport.registerProducer(self, True)
         log.info("{peer} connected ({mode})", peer=self.peer, mode=self.mode)
         return True
+
+    def handshakeCompleted(self) -> None:
+        """TLS only: the handshake is done, so backpressure can begin (see open_connection)."""
+        if not self.closing:
+            self.transport.registerProducer(self, True)
 
     def close_connection(self, reason: Failure) -> None:
         self.closing = True
