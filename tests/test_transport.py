@@ -117,6 +117,12 @@ class WriteThroughTransportTests(SynchronousTestCase):
         self.assertIs(result, main.CONNECTION_DONE)
         self.assertEqual(got + self.read((1 << 20) - len(got)), b"y" * (1 << 20))
 
+    def test_a_dead_peer_is_reported_by_do_write(self) -> None:
+        self.transport.write(b"z" * (1 << 20))
+        self.assertGreater(self.transport._tempDataLen, 0)
+        self.peer.close()
+        self.assertIs(self.transport.doWrite(), main.CONNECTION_LOST)
+
     def test_nothing_reaches_the_socket_after_an_abort(self) -> None:
         self.transport.abortConnection()
         self.transport.write(b"late")

@@ -76,7 +76,7 @@ class WriteThroughTransport(tcp.Server):
             return
         if not self._tempDataLen and not self._aborting:
             sent = self._sendmsg(pieces)
-            if sent:
+            if sent > 0:  # as in write, an error counts as nothing sent
                 _consume(pieces, sent)
                 if not pieces:
                     return
@@ -90,20 +90,18 @@ class WriteThroughTransport(tcp.Server):
         self.startWriting()
 
     def _sendmsg(self, pieces: list[Any]) -> int:
+        """Send the front of ``pieces``: the bytes sent, 0 when the socket is full, -1 when it is dead."""
         try:
             return self.socket.sendmsg(pieces[:MAX_PIECES]) if len(pieces) > 1 else self.socket.send(pieces[0])
-        except OSError:  # as in write: counts as nothing sent
-            return 0
+        except OSError as e:
+            return 0 if e.errno in _AGAIN else -1
 
     def doWrite(self) -> Any:
         """Send the queue with one sendmsg; once it is empty, do what Twisted does then."""
         pieces = self._tempDataBuffer
         if pieces:
-            try:
-                sent = self.socket.sendmsg(pieces[:MAX_PIECES]) if len(pieces) > 1 else self.socket.send(pieces[0])
-            except OSError as e:
-                if e.errno in _AGAIN:
-                    return None
+            sent = self._sendmsg(pieces)
+            if sent < 0:
                 return main.CONNECTION_LOST
             self._tempDataLen -= sent
             _consume(pieces, sent)
