@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -171,13 +170,8 @@ def main() -> int:
             cells = [fmt.format(values[n]) if values[n] is not None else "-" for n in names]
             rows.append([scenario.name if first else "", label, *cells, *ratios])
             first = False
-        for key, label in (("other_load_cpu0", "other load on CPU 0"), ("steal_cpu0", "CPU 0 stolen (hypervisor)")):
-            load = [r.get(key, 0) for n in names for r in per_server.get(n, []) if r.get("ok")]
-            if load:
-                rows.append(
-                    ["", label, f"median {statistics.median(load):.0%}", f"max {max(load):.0%}"]
-                    + [""] * (len(header) - 4)
-                )
+        for label, median, most in bench.load_rows([r for n in names for r in per_server.get(n, [])]):
+            rows.append(["", label, median, most] + [""] * (len(header) - 4))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     print(
         f"\nmedians of {args.repeats} alternated rounds; ratios are to {base}; "

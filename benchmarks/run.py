@@ -453,6 +453,16 @@ def run_loadgen(scenario: Scenario, server: Server, pin: list[str]) -> dict:
     return result
 
 
+def load_rows(results: list[dict]) -> list[tuple[str, str, str]]:
+    """(label, median, max) of what else used CPU 0 during ``results``: other programs, and the hypervisor."""
+    rows = []
+    for key, label in (("other_load_cpu0", "other load on CPU 0"), ("steal_cpu0", "CPU 0 stolen (hypervisor)")):
+        load = [r.get(key, 0) for r in results if r.get("ok")]
+        if load:
+            rows.append((label, f"median {statistics.median(load):.0%}", f"max {max(load):.0%}"))
+    return rows
+
+
 def short(result: dict, scenario: Scenario) -> str:
     if not result.get("ok"):
         return "FAILED " + result.get("error", "?")
@@ -518,10 +528,8 @@ def table(all_results: dict, chosen: list[Scenario], notes: dict) -> str:
                 )
             )
             first = False
-        for key, label in (("other_load_cpu0", "other load on CPU 0"), ("steal_cpu0", "CPU 0 stolen (hypervisor)")):
-            load = [r.get(key, 0) for s in SERVERS for r in per_server.get(s, []) if r.get("ok")]
-            if load:
-                rows.append(("", label, f"median {statistics.median(load):.0%}", f"max {max(load):.0%}", "", "", ""))
+        for label, median, most in load_rows([r for s in SERVERS for r in per_server.get(s, [])]):
+            rows.append(("", label, median, most, "", "", ""))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):
