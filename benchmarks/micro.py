@@ -57,9 +57,9 @@ def tinytcp_protocol(mode: str):
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-    from tinytcp.binary import BinaryProtocol
-    from tinytcp.server import Server, Settings
-    from tinytcp.text import TextProtocol
+    from tinytcp.server.binary import BinaryProtocol
+    from tinytcp.server.state import Server, Settings
+    from tinytcp.server.text import TextProtocol
 
     server = Server(Settings(), reactor=MemoryReactorClock())  # type: ignore[arg-type]
     protocol = (BinaryProtocol if mode == "binary" else TextProtocol)(server)

@@ -153,10 +153,10 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
             n = int(count)
             raw_frames = stack.split(";")
             frames = [re.sub(r" \((.*?):\d+\)$", lambda m: f" ({shorten(m.group(1))})", fr) for fr in raw_frames]
-            if raw_frames[-1].startswith("EPollReactor.doPoll ") and "tinytcp/reactor.py" in raw_frames[-1]:
+            if raw_frames[-1].startswith("EPollReactor.doPoll ") and "tinytcp/server/reactor.py" in raw_frames[-1]:
                 # tinytcp's reactor dispatches events inside doPoll: only its poll line is waiting
                 if not raw_frames[-1].endswith(f":{TINYTCP_POLL_LINE})"):
-                    frames[-1] = "dispatch in EPollReactor.doPoll (tinytcp/reactor.py)"
+                    frames[-1] = "dispatch in EPollReactor.doPoll (tinytcp/server/reactor.py)"
             total += n
             own[frames[-1]] += n
             for frame in set(frames):

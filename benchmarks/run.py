@@ -80,7 +80,7 @@ def twistd_path() -> str:
     return found
 
 
-#: --reactor choices: twistd tinytcp's default (tinytcp's own epoll reactor, tinytcp/reactor.py,
+#: --reactor choices: twistd tinytcp's default (tinytcp's own epoll reactor, tinytcp/server/reactor.py,
 #: also named "tinytcp"), a named Twisted reactor ("epoll" is Twisted's), Twisted's asyncio reactor
 #: on uvloop (benchmarks/twistd_uvloop.py, pip install uvloop), and, as an experiment, Twisted's
 #: epoll or uvloop without log.callWithLogger per event (benchmarks/twistd_nolog.py)

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from tinytcp.binary import BinaryProtocol
-from tinytcp.core import Core
-from tinytcp.server import Server, Settings
-from tinytcp.text import TextProtocol
+from tinytcp.protocol.core import Core
+from tinytcp.server.binary import BinaryProtocol
+from tinytcp.server.state import Server, Settings
+from tinytcp.server.text import TextProtocol
 
 FIXED = datetime(2025, 9, 12, 17, 24, 13, tzinfo=timezone(timedelta(hours=-5)))
 

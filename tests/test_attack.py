@@ -19,7 +19,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import RunningServer, read_lines, read_until_closed
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.wire import encode_frame
 
 SOAK = max(1, int(os.environ.get("TINYTCP_SOAK", "1")))
 MiB = 1024 * 1024

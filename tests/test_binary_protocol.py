@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import connect, feed, make_server
-from tinytcp.binary import BinaryProtocol
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.wire import encode_frame
+from tinytcp.server.binary import BinaryProtocol
 
 
 def frames(data: bytes) -> list[tuple[int, bytes]]:

@@ -3,11 +3,11 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import connect, make_server
-from tinytcp.binary import BinaryProtocol
-from tinytcp.core import Core, Session
-from tinytcp.reply import Code, Reply, error
-from tinytcp.text import TextProtocol
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.core import Core, Session
+from tinytcp.protocol.reply import Code, Reply, error
+from tinytcp.protocol.wire import encode_frame
+from tinytcp.server.binary import BinaryProtocol
+from tinytcp.server.text import TextProtocol
 
 
 class Pushes:

@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from tests.support import RunningServer
 from tests.test_client import free_port
-from tinytcp import cli
+from tinytcp.client import cli
 
 TIME_LINE = re.compile(r"^TIME \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 BANNER = "tinytcp 0.1 ready; type HELP"

@@ -30,8 +30,8 @@ from tinytcp.client import (
     frame_for,
     reply_line,
 )
-from tinytcp.reply import Code, Reply
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.reply import Code, Reply
+from tinytcp.protocol.wire import encode_frame
 
 WELCOME = b"WELCOME tinytcp test ready\r\n"
 

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tinytcp import errors
-from tinytcp.core import BYE, Code, Core, Reply, Session, error, reverse_text
+from tinytcp.protocol import errors
+from tinytcp.protocol.core import BYE, Code, Core, Reply, Session, error, reverse_text
 
 FIXED = datetime(2025, 9, 12, 17, 24, 13, 987654, tzinfo=timezone(timedelta(hours=-5)))
 

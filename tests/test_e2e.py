@@ -10,7 +10,7 @@ import struct
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import RunningServer, read_lines, read_until_closed
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.wire import encode_frame
 
 
 def recv_frames(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
@@ -104,7 +104,7 @@ class EndToEndTests(SynchronousTestCase):
         self.assertIn("text mode listening on tcp:127.0.0.1:", self.server.log)
 
     def test_runs_on_tinytcps_reactor_by_default(self) -> None:
-        self.assertIn("reactor class: tinytcp.reactor.EPollReactor.", self.server.log)
+        self.assertIn("reactor class: tinytcp.server.reactor.EPollReactor.", self.server.log)
 
 
 class ReactorChoiceTests(SynchronousTestCase):
@@ -123,7 +123,7 @@ class ReactorChoiceTests(SynchronousTestCase):
     def test_tinytcps_reactor_by_name(self) -> None:
         server = RunningServer(twistd_args=("--reactor=tinytcp",))
         self.addCleanup(server.stop)
-        self.assertIn("reactor class: tinytcp.reactor.EPollReactor.", server.log)
+        self.assertIn("reactor class: tinytcp.server.reactor.EPollReactor.", server.log)
 
 
 class ShutdownTests(SynchronousTestCase):

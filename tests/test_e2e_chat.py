@@ -8,8 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import RunningServer, read_lines
 from tests.test_e2e import recv_frames
-from tinytcp.reply import Code
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.reply import Code
+from tinytcp.protocol.wire import encode_frame
 
 
 class ChatEndToEndTests(SynchronousTestCase):

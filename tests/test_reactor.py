@@ -7,7 +7,7 @@ import socket
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from tinytcp.reactor import EPollReactor
+from tinytcp.server.reactor import EPollReactor
 
 
 class Echo(Protocol):

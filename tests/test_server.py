@@ -8,10 +8,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
 
 from tests.helpers import connect, make_server
-from tinytcp.binary import BinaryProtocol
-from tinytcp.server import QUIET, describe_peer
-from tinytcp.text import TextProtocol
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.wire import encode_frame
+from tinytcp.server.binary import BinaryProtocol
+from tinytcp.server.state import QUIET, describe_peer
+from tinytcp.server.text import TextProtocol
 
 
 def messages(events: list[dict]) -> list[str]:

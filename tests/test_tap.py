@@ -5,9 +5,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from tinytcp.server import DEFAULT_BANNER, Settings
-from tinytcp.service import endpoint_description, make_service
-from tinytcp.tap import Options, makeService, settings_from
+from tinytcp.server.service import endpoint_description, make_service
+from tinytcp.server.state import DEFAULT_BANNER, Settings
+from tinytcp.server.tap import Options, makeService, settings_from
 
 
 def parse(*args: str) -> Options:

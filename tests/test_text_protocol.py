@@ -6,8 +6,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import connect, feed, make_server
-from tinytcp.telnet import WILL_TIMING_MARK
-from tinytcp.text import TextProtocol
+from tinytcp.protocol.telnet import WILL_TIMING_MARK
+from tinytcp.server.text import TextProtocol
 
 REPLY_WORDS = {b"ECHO", b"REVERSE", b"TIME", b"HELP", b"NICK", b"SAID", b"WHO", b"BYE", b"ERROR"}
 WELCOME = b"WELCOME tinytcp 0.1 ready; type HELP\r\n"

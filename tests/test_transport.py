@@ -10,11 +10,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.helpers import connect, make_server
-from tinytcp.binary import BinaryProtocol
-from tinytcp.server import Settings
-from tinytcp.service import make_service
-from tinytcp.transport import WriteThroughTransport
-from tinytcp.wire import encode_frame
+from tinytcp.protocol.wire import encode_frame
+from tinytcp.server.binary import BinaryProtocol
+from tinytcp.server.service import make_service
+from tinytcp.server.state import Settings
+from tinytcp.server.transport import WriteThroughTransport
 
 
 class Producer:

@@ -4,9 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tinytcp.core import Code, Reply
-from tinytcp.telnet import DATA, strip_telnet
-from tinytcp.wire import (
+from tinytcp.protocol.core import Code, Reply
+from tinytcp.protocol.telnet import DATA, strip_telnet
+from tinytcp.protocol.wire import (
     TextRequest,
     encode_frame,
     encode_frame_reply,

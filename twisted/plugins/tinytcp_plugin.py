@@ -2,4 +2,4 @@
 
 from twisted.application.service import ServiceMaker
 
-tinytcp = ServiceMaker("tinytcp", "tinytcp.tap", "A small TCP service: text lines and binary frames.", "tinytcp")
+tinytcp = ServiceMaker("tinytcp", "tinytcp.server.tap", "A small TCP service: text lines and binary frames.", "tinytcp")

@@ -2,4 +2,6 @@
 
 from twisted.application.reactors import Reactor
 
-tinytcp = Reactor("tinytcp", "tinytcp.reactor", "epoll without the per-event legacy log context (tinytcp's default)")
+tinytcp = Reactor(
+    "tinytcp", "tinytcp.server.reactor", "epoll without the per-event legacy log context (tinytcp's default)"
+)

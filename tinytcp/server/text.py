@@ -15,11 +15,11 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from tinytcp import errors
-from tinytcp.core import Code, Reply, error
-from tinytcp.server import Connection, Server
-from tinytcp.telnet import DATA, WILL_TIMING_MARK, strip_telnet
-from tinytcp.wire import CRLF, encode_text_reply, parse_text_request
+from tinytcp.protocol import errors
+from tinytcp.protocol.core import Code, Reply, error
+from tinytcp.protocol.telnet import DATA, WILL_TIMING_MARK, strip_telnet
+from tinytcp.protocol.wire import CRLF, encode_text_reply, parse_text_request
+from tinytcp.server.state import Connection, Server
 
 log = Logger(namespace="tinytcp")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from tinytcp.reply import Code, Reply
+from tinytcp.protocol.reply import Code, Reply
 
 CRLF = b"\r\n"
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from tinytcp.reply import Code, Reply
+from tinytcp.protocol.reply import Code, Reply
 
 NICK = re.compile(rb"[A-Za-z0-9_-]{1,32}\Z")
 

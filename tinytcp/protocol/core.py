@@ -2,7 +2,7 @@
 
 Both wire formats call this module, so a command behaves the same over text lines and
 binary frames, and every command is tested without a reactor.  A reply is a
-``(code, payload, close)`` triple; the codecs in :mod:`tinytcp.wire` turn it into bytes.
+``(code, payload, close)`` triple; the codecs in :mod:`tinytcp.protocol.wire` turn it into bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from datetime import datetime
 
 import regex
 
-from tinytcp import errors
-from tinytcp.chat import Room
-from tinytcp.reply import BYE, Code, Reply, error
-from tinytcp.wire import encode_text_reply
+from tinytcp.protocol import errors
+from tinytcp.protocol.chat import Room
+from tinytcp.protocol.reply import BYE, Code, Reply, error
+from tinytcp.protocol.wire import encode_text_reply
 
 _GRAPHEME = regex.compile(r"\X")
 

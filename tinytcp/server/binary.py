@@ -6,11 +6,11 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tinytcp import errors
-from tinytcp.core import Code
-from tinytcp.framing import FrameReceiver
-from tinytcp.server import Connection, Server
-from tinytcp.wire import encode_frame_reply
+from tinytcp.protocol import errors
+from tinytcp.protocol.core import Code
+from tinytcp.protocol.framing import FrameReceiver
+from tinytcp.protocol.wire import encode_frame_reply
+from tinytcp.server.state import Connection, Server
 
 log = Logger(namespace="tinytcp")
 

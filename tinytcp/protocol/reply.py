@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from tinytcp import errors
+from tinytcp.protocol import errors
 
 
 class Code:
@@ -32,7 +32,7 @@ class Reply(NamedTuple):
 
 
 def error(name: str) -> Reply:
-    """The reply for error ``name`` (one of :mod:`tinytcp.errors`)."""
+    """The reply for error ``name`` (one of :mod:`tinytcp.protocol.errors`)."""
     return _ERROR_REPLIES.get(name) or Reply(Code.ERROR, name.encode("ascii"))
 
 

@@ -14,10 +14,10 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from tinytcp.binary import BinaryProtocol
-from tinytcp.server import Server, Settings
-from tinytcp.text import TextProtocol
-from tinytcp.transport import WriteThroughTransport
+from tinytcp.server.binary import BinaryProtocol
+from tinytcp.server.state import Server, Settings
+from tinytcp.server.text import TextProtocol
+from tinytcp.server.transport import WriteThroughTransport
 
 log = Logger(namespace="tinytcp")
 

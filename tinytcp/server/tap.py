@@ -9,8 +9,8 @@ from twisted.application.service import IService
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from tinytcp.server import DEFAULT_BANNER, Settings
-from tinytcp.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
+from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
+from tinytcp.server.state import DEFAULT_BANNER, Settings
 
 
 def _positive_int(value: str) -> int:
@@ -131,7 +131,7 @@ def use_tinytcp_reactor() -> None:
     if "twisted.internet.reactor" in sys.modules:
         return
     try:
-        from tinytcp import reactor
+        from tinytcp.server import reactor
     except ImportError:  # no epoll on this platform
         return
     reactor.install()

@@ -1,4 +1,4 @@
-"""A Deferred-based tinytcp client for both wire formats, and the ``tinytcp-client`` entry point.
+"""A Deferred-based tinytcp client for both wire formats.
 
 One connection carries many requests at once: each request gets a Deferred, and replies
 are matched to requests in the order they were sent, because the server answers in
@@ -6,13 +6,12 @@ order.  Whatever the server sends on its own -- chat messages (MSG), the BYE it 
 when it shuts down -- goes to an ``on_message`` callback and never fills a request's
 slot, so one pushed message cannot shift every later reply onto the wrong request.
 
-The codecs are the server's own (:mod:`tinytcp.wire`, :mod:`tinytcp.framing`), so client
-and server cannot drift apart.  The command line lives in :mod:`tinytcp.cli`.
+The codecs are the server's own (:mod:`tinytcp.protocol.wire`, :mod:`tinytcp.protocol.framing`), so client
+and server cannot drift apart.  The command line lives in :mod:`tinytcp.client.cli`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -24,10 +23,17 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from tinytcp.core import Core
-from tinytcp.framing import FrameReceiver
-from tinytcp.reply import Code, Reply
-from tinytcp.wire import CRLF, TEXT_PREFIX, encode_frame, encode_text_reply, parse_text_reply, parse_text_request
+from tinytcp.protocol.core import Core
+from tinytcp.protocol.framing import FrameReceiver
+from tinytcp.protocol.reply import Code, Reply
+from tinytcp.protocol.wire import (
+    CRLF,
+    TEXT_PREFIX,
+    encode_frame,
+    encode_text_reply,
+    parse_text_reply,
+    parse_text_request,
+)
 
 MessageCallback = Callable[[Reply], object]
 CloseCallback = Callable[[Failure], object]
@@ -393,14 +399,3 @@ def connect(
     if timeout is not None:
         connecting.addTimeout(timeout, reactor, onTimeoutCancel=lambda result, after: Failure(ConnectTimeout(after)))
     return connecting
-
-
-def main() -> None:
-    """The ``tinytcp-client`` console script and ``python -m tinytcp.client``."""
-    from tinytcp.cli import main as cli_main
-
-    sys.exit(cli_main())
-
-
-if __name__ == "__main__":
-    main()

@@ -20,8 +20,9 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tinytcp import __version__, errors
-from tinytcp.core import BYE, Core, Reply, Session, error, no_push
+from tinytcp import __version__
+from tinytcp.protocol import errors
+from tinytcp.protocol.core import BYE, Core, Reply, Session, error, no_push
 
 log = Logger(namespace="tinytcp")
 

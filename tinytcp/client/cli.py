@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 from twisted.internet import defer, endpoints, error
 from twisted.python.failure import Failure
 
-from tinytcp.client import (
+from tinytcp.client.library import (
     Client,
     ConnectionClosed,
     ConnectTimeout,
@@ -32,8 +32,8 @@ from tinytcp.client import (
     connect,
     reply_line,
 )
-from tinytcp.reply import Code, Reply
-from tinytcp.wire import parse_text_request
+from tinytcp.protocol.reply import Code, Reply
+from tinytcp.protocol.wire import parse_text_request
 
 if TYPE_CHECKING:  # prompt_toolkit is imported only for the prompt: scripted runs start faster
     from prompt_toolkit import PromptSession
@@ -506,3 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             reconfigure(errors="backslashreplace")
     reactor = install_reactor()
     return run(reactor, partial(run_session, reactor, args))
+
+
+def console_main() -> None:
+    """The ``tinytcp-client`` console script and ``python -m tinytcp.client``."""
+    sys.exit(main())

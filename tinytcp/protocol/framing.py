@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from twisted.internet.protocol import Protocol
 
-from tinytcp.wire import HEADER, HEADER_SIZE
+from tinytcp.protocol.wire import HEADER, HEADER_SIZE
 
 
 class FrameReceiver(Protocol):
