@@ -24,7 +24,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
 from tinytcp.protocol.core import Core
-from tinytcp.protocol.framing import FrameReceiver
+from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import (
     CRLF,
@@ -332,7 +332,7 @@ class TextClient(Client, LineOnlyReceiver):
         return self._send(raw + CRLF, command.code if command is not None else None)
 
 
-class BinaryClient(Client, FrameReceiver):
+class BinaryClient(Client):
     """Binary mode: one frame per request; text-style command lines are turned into frames."""
 
     mode = "binary"
@@ -341,18 +341,28 @@ class BinaryClient(Client, FrameReceiver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         Client.__init__(self, *args, **kwargs)
-        FrameReceiver.__init__(self)
+        self.frames = FrameSplitter(self.max_frame)
+        self.closing = False
 
     def connectionMade(self) -> None:
         self._ready.callback(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
-        self._chunks = None
+        self.frames = FrameSplitter(self.max_frame)
         Client.connectionLost(self, reason)
 
-    def frameReceived(self, code: int, payload: bytes) -> None:
-        self._received(Reply(code, payload))
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        frames = self.frames.feed(data)
+        for index in range(0, len(frames), 2):
+            self._received(Reply(frames[index], frames[index + 1]))  # type: ignore[arg-type]
+            if self.closing:
+                return
+        if self.frames.too_large is not None:
+            self.closing = True
+            self.transport.loseConnection()
 
     def request(self, line: str | bytes) -> defer.Deferred[Reply]:
         try:

@@ -40,7 +40,7 @@ def no_push(data: bytes) -> None:
 class Session:
     """What the core knows of one connection: counters, chat identity, and how to push to it."""
 
-    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push")
+    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push", "say_tokens", "say_stamp")
 
     def __init__(
         self,
@@ -51,6 +51,8 @@ class Session:
         self.requests = 0
         self.nick: bytes | None = None
         self.guest = 0
+        self.say_tokens = 0.0
+        self.say_stamp = 0.0
         self.mode = mode
         self.encode = encode
         self.push = push
@@ -112,7 +114,7 @@ def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
     if argument is None or not room.valid(argument):
         return error(errors.BAD_ARGUMENTS)
     holder = room.holder(argument)
-    if holder is not None and holder is not session:
+    if (holder is not None and holder is not session) or room.reserved(argument):
         return error(errors.NICK_TAKEN)
     room.rename(session, argument)
     return Reply(Code.NICK, argument)
@@ -126,6 +128,8 @@ def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
         argument.decode("utf-8")
     except UnicodeDecodeError:
         return error(errors.BAD_ENCODING)
+    if not core.room.may_say(session):
+        return error(errors.RATE_LIMITED)
     return Reply(Code.SAY, b"%d" % core.room.say(session, argument))
 
 

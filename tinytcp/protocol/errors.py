@@ -13,6 +13,8 @@ IDLE_TIMEOUT = "IDLE_TIMEOUT"
 BUSY = "BUSY"
 NICK_TAKEN = "NICK_TAKEN"
 SLOW_CONSUMER = "SLOW_CONSUMER"
+RATE_LIMITED = "RATE_LIMITED"
+INTERNAL_ERROR = "INTERNAL_ERROR"
 
 #: name -> when it is sent; docs/protocol.md carries the same table.
 ERRORS: dict[str, str] = {
@@ -23,6 +25,8 @@ ERRORS: dict[str, str] = {
     LINE_TOO_LONG: "a text line grows past --max-line bytes; the connection closes",
     IDLE_TIMEOUT: "the client sent nothing and read nothing for --idle-timeout seconds; the connection closes",
     BUSY: "--max-connections connections are already open; this one closes at once",
-    NICK_TAKEN: "NICK names a nick another client holds (ignoring case)",
+    NICK_TAKEN: "NICK names a nick another client holds (ignoring case), or a guest name (guest<N>)",
     SLOW_CONSUMER: "the client left more than --max-pending bytes of pushed messages unread; the connection closes",
+    RATE_LIMITED: "SAY was sent faster than --say-rate messages a second (after a burst of --say-burst)",
+    INTERNAL_ERROR: "a command failed inside the server (a bug; its traceback is logged)",
 }
