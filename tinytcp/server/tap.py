@@ -171,4 +171,6 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 def makeService(options: Options) -> IService:
     """What twistd runs: every listener and the shared server state."""
-    return make_service(settings_from(options), options["port"], options["binary-port"])
+    service = make_service(settings_from(options), options["port"], options["binary-port"])
+    service.stop_on_hangup = True
+    return service
