@@ -323,6 +323,14 @@ class LimitEndToEndTests(SynchronousTestCase):
         server.wait_for_log(r"closing: frame of 1001 bytes is over --max-frame \(1000\)")
 
 
+def send_while_open(sock: socket.socket, data: bytes) -> None:
+    """Send ``data`` from a thread; the server may stop reading (and close) before it is all sent."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        return
+
+
 def nick_clients(server: RunningServer, count: int) -> list[socket.socket]:
     """``count`` text clients that took a nick (the test closes them)."""
     clients = []
@@ -421,7 +429,8 @@ class HostileClientTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         hostile = never_reading_client(server)
         self.addCleanup(hostile.close)
-        hostile.sendall(b"HELP REV\n" * 50_000)  # replies back up: the close cannot flush them
+        flood = b"HELP REV\n" * 50_000  # replies back up: the close cannot flush them
+        threading.Thread(target=lambda: send_while_open(hostile, flood), daemon=True).start()
         server.wait_for_log(r"closing: idle for 1s")
         server.wait_for_log(r"aborting: still open 1s after closing", timeout=5)
         newcomer = server.connect()

@@ -191,6 +191,10 @@ class Core:
             for name in (command.name, *command.aliases):
                 self.by_name[name.encode("ascii")] = command
         self.by_code: dict[int, Command] = {command.code: command for command in commands}
+        #: handler per binary code (None: no such command), a list so that dispatch is one index
+        self.frame_handlers: list[Handler | None] = [None] * 256
+        for code, command in self.by_code.items():
+            self.frame_handlers[code] = command.handler
         self.help_list = " ".join(command.name for command in commands).encode("ascii")
 
     def text_request(self, session: Session, word: bytes, argument: bytes | None) -> Reply | Deferred[Any]:

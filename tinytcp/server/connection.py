@@ -17,7 +17,7 @@ later, whether or not the client reads, so its slot and its buffers are freed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -169,8 +169,9 @@ class Backpressure:
     _unread_pushes = 0
     #: a command's reply is a Deferred that has not fired yet
     waiting = False
-    #: the rest of a read's requests, not answered yet
-    backlog: Iterator[Any] | None = None
+    #: the rest of a read's requests, not answered yet (each protocol's own form: an
+    #: iterator over lines, a read and an offset)
+    backlog: Any = None
     #: reads that arrived while requests waited
     later: bytearray | None = None
 
@@ -190,17 +191,17 @@ class Backpressure:
         """Split one read into requests and answer them (each protocol's own)."""
         raise NotImplementedError
 
-    def answer_from(self, requests: Iterator[Any]) -> None:
+    def answer_from(self, requests: Any) -> None:
         """Answer ``requests`` in order (each protocol's loop), stopping with ``hold`` or
         ``wait_for`` when it must."""
         raise NotImplementedError
 
-    def hold(self, requests: Iterator[Any]) -> None:
+    def hold(self, requests: Any) -> None:
         """Keep the rest of ``requests`` for later, and stop reading until they are answered."""
         self.backlog = requests
         self.transport.pauseProducing()
 
-    def wait_for(self, reply: defer.Deferred[Reply], requests: Iterator[Any]) -> None:
+    def wait_for(self, reply: defer.Deferred[Reply], requests: Any) -> None:
         """A command answers later: hold the rest of ``requests`` until its reply is sent."""
         self.waiting = True
         self.hold(requests)
@@ -289,7 +290,7 @@ class Drain:
     _active: bool
     writes_paused: bool
     waiting: bool
-    backlog: Iterator[Any] | None
+    backlog: Any
 
     def finish(self) -> None:
         if self.closing:
