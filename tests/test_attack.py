@@ -433,6 +433,7 @@ class HostileClientTests(SynchronousTestCase):
         threading.Thread(target=lambda: send_while_open(hostile, flood), daemon=True).start()
         server.wait_for_log(r"closing: idle for 1s")
         server.wait_for_log(r"aborting: still open 1s after closing", timeout=5)
+        server.wait_for_log(r"disconnected after .*aborted", timeout=5)
         newcomer = server.connect()
         self.addCleanup(newcomer.close)
         self.assertTrue(read_lines(newcomer, 1)[0].startswith(b"WELCOME"))
