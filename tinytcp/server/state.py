@@ -189,10 +189,11 @@ class Connection(TimeoutMixin):
         self.session.push = no_push
         self.server.remove(self)
         log.info(
-            "{peer} disconnected after {duration:.3f}s, {requests} requests ({why})",
+            "{peer} disconnected after {duration:.3f}s, {requests} request{s} ({why})",
             peer=self.peer,
             duration=time.monotonic() - self.opened,
             requests=self.session.requests,
+            s="" if self.session.requests == 1 else "s",
             why=reason.getErrorMessage(),
         )
 

@@ -6,25 +6,16 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet import endpoints
 from twisted.python import usage
 
+from tinytcp import __version__
+from tinytcp.ops import logs
+from tinytcp.ops.startup import MAX_FRAME_LIMIT, StartupError, check_endpoint, choice, seconds, whole_number
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive number")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+#: how usage errors start, so the operator sees which program and subcommand complained
+PROG = "twistd tinytcp"
 
 
 class Options(usage.Options):
@@ -47,21 +38,21 @@ class Options(usage.Options):
             None,
             Settings.max_line,
             "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.",
-            _positive_int,
+            whole_number("max-line"),
         ],
         [
             "max-frame",
             None,
             Settings.max_frame,
             "Largest binary payload in bytes; larger gets ERROR FRAME_TOO_LARGE.",
-            _positive_int,
+            whole_number("max-frame", high=MAX_FRAME_LIMIT),
         ],
         [
             "max-connections",
             None,
             Settings.max_connections,
             "Most connections open at once (both modes); past it a client gets ERROR BUSY.",
-            _positive_int,
+            whole_number("max-connections"),
         ],
         [
             "max-pending",
@@ -69,21 +60,28 @@ class Options(usage.Options):
             Settings.max_pending,
             "Bytes of pushed chat messages a client may leave unread before ERROR SLOW_CONSUMER"
             " (never below --max-frame + 64 KiB).",
-            _positive_int,
+            whole_number("max-pending"),
         ],
         [
             "idle-timeout",
             None,
             Settings.idle_timeout,
             "Seconds a client may neither send nor read before ERROR IDLE_TIMEOUT; 0 turns it off.",
-            _non_negative_float,
+            seconds("idle-timeout"),
         ],
         [
             "shutdown-grace",
             None,
             Settings.shutdown_grace,
             "Seconds to wait on stop for clients to take their BYE before aborting them.",
-            _non_negative_float,
+            seconds("shutdown-grace"),
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object a line (Twisted's JSON events) for log shippers.",
+            choice("log-format", logs.LOG_FORMATS),
         ],
     ]
 
@@ -91,6 +89,25 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse, and turn a usage error into one line on stderr and exit status 1.
+
+        twistd would print its whole usage text above the error; the one line names the
+        option and the value, which is what the operator has to fix.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            hint = f" ({PROG} --help lists them)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROG}: {e}{hint}") from None
+
+    def opt_version(self) -> None:
+        """Print tinytcp's version (and Twisted's) and exit."""
+        import twisted
+
+        print(f"tinytcp {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
 
     def opt_port(self, port: str) -> None:
         """Text clients: a port number (127.0.0.1 only) or endpoint; repeatable [default: 40000]"""
@@ -111,14 +128,13 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        logs.install(getattr(self, "parent", None), self["log-format"])
         use_tinytcp_reactor()
         from twisted.internet import reactor
 
-        for port in self["port"] + self["binary-port"]:
-            try:
-                endpoints.serverFromString(reactor, endpoint_description(port))
-            except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError(f"bad port or endpoint description {port!r}: {e}") from None
+        for option in ("port", "binary-port"):
+            for port in self[option]:
+                check_endpoint(option, port, endpoint_description(port), reactor)
 
 
 def use_tinytcp_reactor() -> None:
@@ -152,5 +168,15 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 
 def makeService(options: Options) -> IService:
-    """What twistd runs: every listener and the shared server state."""
-    return make_service(settings_from(options), options["port"], options["binary-port"])
+    """What twistd runs: every listener and the shared server state, already listening.
+
+    twistd calls this before it daemonizes, and only a failure here reaches the terminal as
+    our own one line: a listener that failed later, in the daemon, would leave the parent
+    waiting on twistd's start-up pipe.  So the ports are bound now.
+    """
+    service = make_service(settings_from(options), options["port"], options["binary-port"])
+    try:
+        service.listen()
+    except StartupError as e:
+        raise SystemExit(f"{PROG}: {e}") from None
+    return service
