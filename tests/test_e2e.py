@@ -43,7 +43,7 @@ class EndToEndTests(SynchronousTestCase):
             sock.sendall(b"ECHO one\nrev abc\n\nhelp\nBOGUS\nQUIT\nECHO never\n")
             self.assertEqual(
                 read_until_closed(sock),
-                b"ECHO one\r\nREVERSE cba\r\nHELP TIME ECHO REVERSE HELP NICK SAY WHO QUIT\r\n"
+                b"ECHO one\r\nREVERSE cba\r\nHELP TIME ECHO REVERSE HELP NICK SAY WHO INFO QUIT\r\n"
                 b"ERROR UNKNOWN_COMMAND\r\nBYE\r\n",
             )
 
@@ -77,7 +77,7 @@ class EndToEndTests(SynchronousTestCase):
 
     def test_binary_round_trips(self) -> None:
         with self.server.connect("binary") as sock:
-            sock.sendall(b"\x01\x00\x00\x00\x02hi" + encode_frame(2, "ab👍🏽".encode()) + encode_frame(9, b""))
+            sock.sendall(b"\x01\x00\x00\x00\x02hi" + encode_frame(2, "ab👍🏽".encode()) + encode_frame(0x7F, b""))
             self.assertEqual(recv_frames(sock, 3), [(1, b"hi"), (2, "👍🏽ba".encode()), (0xFF, b"UNKNOWN_COMMAND")])
             sock.sendall(b"\x03\x00\x00\x00\x00")
             self.assertEqual(read_until_closed(sock), b"\x03\x00\x00\x00\x03BYE")

@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 from twisted.application.service import IService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tinytcp import __version__
 from tinytcp.ops.startup import StartupError, endpoint_problem, seconds, whole_number
@@ -136,8 +136,6 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(listening, [(40000, "127.0.0.1"), (40002, "0.0.0.0"), (40001, "127.0.0.1")])
         self.successResultOf(service.stopService())
 
-    def test_make_service_from_options(self) -> None:
-        self.assertTrue(IService.providedBy(makeService(parse("--binary-port", "none"))))
 
     def test_a_port_that_cannot_be_bound_is_a_startup_error_naming_the_option(self) -> None:
         import socket
@@ -162,3 +160,12 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(describe_host(IPv6Address("TCP", "::1", 40000), "tcp6:40000"), "tcp:[::1]:40000")
         self.assertEqual(describe_host(IPv4Address("TCP", "127.0.0.1", 443), "ssl:443:k=v"), "ssl:127.0.0.1:443")
         self.assertEqual(describe_host(UNIXAddress(b"/run/t.sock")), "unix:/run/t.sock")
+
+
+class MakeServiceTests(TestCase):
+    def test_twistds_service_is_already_listening(self) -> None:
+        service = makeService(parse("--port", "tcp:0:interface=127.0.0.1", "--binary-port", "none"))
+        self.assertTrue(IService.providedBy(service))
+        (listener,) = service
+        self.assertIsNotNone(listener.port)
+        return service.stopService()

@@ -48,6 +48,7 @@ class BinaryProtocol(Connection, FrameReceiver):
             log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
         reply = self.server.core.frame_request(self.session, code, payload)
         if reply.code == Code.ERROR:
+            self.server.stats.error(reply.payload)
             log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))
         if verbose:
             log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=reply.code, payload=reply.payload[:200])

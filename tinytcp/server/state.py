@@ -8,6 +8,7 @@ shutdown drain.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tinytcp import __version__
+from tinytcp.ops import status
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import BYE, Core, Reply, Session, error, no_push
 
@@ -76,6 +78,9 @@ class Server:
         self.max_pending = max(settings.max_pending, settings.max_frame + REPLY_ROOM)
         self.stopping = False
         self._drained: list[defer.Deferred[None]] = []
+        #: counters for INFO and /metrics (tinytcp.ops.status)
+        self.stats = status.Stats()
+        self.core.status = functools.partial(status.info, self)
 
     def add(self, connection: Connection) -> None:
         self.connections.add(connection)
@@ -151,6 +156,7 @@ class Connection(TimeoutMixin):
         server = self.server
         if len(server.connections) >= server.settings.max_connections or server.stopping:
             self.closing = self.refused = True
+            server.stats.error(errors.BUSY)
             self.transport.write(self.encode(error(errors.BUSY)))
             log.info(
                 "{peer}: closing: refused, {count} connections open (--max-connections)",
@@ -188,6 +194,7 @@ class Connection(TimeoutMixin):
         # refcounting, not an occasional full GC, frees a closed connection at once
         self.session.push = no_push
         self.server.remove(self)
+        self.server.stats.connection_closed(self)
         log.info(
             "{peer} disconnected after {duration:.3f}s, {requests} request{s} ({why})",
             peer=self.peer,
@@ -212,6 +219,7 @@ class Connection(TimeoutMixin):
         self.transport.write(data)
 
     def send_error(self, name: str) -> None:
+        self.server.stats.error(name)
         self.transport.write(self.encode(error(name)))
 
     def hang_up(self, why: str) -> None:
@@ -258,6 +266,7 @@ class Connection(TimeoutMixin):
         if not self._writes_paused:
             self._writes_paused = True
             self._unread_pushes = 0
+            self.server.stats.backpressure_pauses += 1
         if not self.finishing:
             self.transport.pauseProducing()
 

@@ -155,10 +155,12 @@ class TextProtocol(Connection, LineReceiver):
             line.decode("utf-8")
         except UnicodeDecodeError:
             self.session.requests += 1
+            self.server.core.calls[0] += 1
             reply = error(errors.BAD_ENCODING)
         else:
             reply = self.server.core.text_request(self.session, request.word, request.argument)
         if reply.code == Code.ERROR:
+            self.server.stats.error(reply.payload)
             log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))
         if verbose:
             log.info("{peer} <- {reply!r}", peer=self.peer, reply=encode_text_reply(reply).rstrip(b"\r\n"))
