@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getopt
 import sys
 from typing import Any
 
@@ -9,13 +10,29 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from tinytcp import __version__
-from tinytcp.ops import logs
+from tinytcp.ops import config, logs
 from tinytcp.ops.startup import MAX_FRAME_LIMIT, StartupError, check_endpoint, choice, seconds, whole_number
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
 #: how usage errors start, so the operator sees which program and subcommand complained
 PROG = "twistd tinytcp"
+
+#: options given once per listener; in a config file they take one value or a list
+LISTS = frozenset({"port", "binary-port"})
+#: options that only make sense on the command line
+COMMAND_LINE_ONLY = frozenset({"config", "check-config", "help", "version"})
+
+
+def port_value(option: str) -> Any:
+    """A parser for a port or endpoint description from a config file (a number or a string)."""
+
+    def parse(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise usage.UsageError(f"--{option}: {value!r} is not a port number or endpoint description")
+        return str(value)
+
+    return parse
 
 
 class Options(usage.Options):
@@ -30,8 +47,16 @@ class Options(usage.Options):
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
+        ["check-config", None, "Check the options and the --config file, say so, and exit (like nginx -t)."],
     ]
     optParameters = [
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of options (keys: the long option names; see contrib/tinytcp.toml). "
+            "The command line overrides it.",
+        ],
         ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
         [
             "max-line",
@@ -89,6 +114,10 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+        #: the options named on the command line, which the config file does not override
+        self.given: set[str] = set()
+        #: option -> "file:line" for the values that came from the config file
+        self.origin: dict[str, str] = {}
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse, and turn a usage error into one line on stderr and exit status 1.
@@ -96,11 +125,41 @@ class Options(usage.Options):
         twistd would print its whole usage text above the error; the one line names the
         option and the value, which is what the operator has to fix.
         """
+        args = sys.argv[1:] if options is None else list(options)
         try:
-            super().parseOptions(options)
+            self.given = self.named_options(args)
+            super().parseOptions(args)
         except usage.UsageError as e:
             hint = f" ({PROG} --help lists them)" if "not recognized" in str(e) else ""
             raise SystemExit(f"{PROG}: {e}{hint}") from None
+
+    def named_options(self, args: list[str]) -> set[str]:
+        """The long names of the options in ``args`` (parseOptions reports any that are wrong)."""
+        try:
+            found, _ = getopt.getopt(args, self.shortOpt, self.longOpt)
+        except getopt.error:
+            return set()
+        names = set()
+        for flag, _ in found:
+            name = flag.lstrip("-")
+            name = self.synonyms.get(name) or self.synonyms.get(name.replace("-", "_"), name)
+            names.add(name.replace("_", "-"))
+        return names
+
+    def file_parsers(self) -> dict[str, Any]:
+        """What a config file may set: every option but the command-line-only ones (None: a flag)."""
+        parsers: dict[str, Any] = {name: None for name, _, _ in self.optFlags}
+        for name, _, _, _, *coerce in self.optParameters:
+            parsers[name] = coerce[0] if coerce else str
+        parsers.update({name: port_value(name) for name in LISTS})
+        return {name: parse for name, parse in parsers.items() if name not in COMMAND_LINE_ONLY}
+
+    def read_config(self) -> None:
+        """Take every value of the --config file that the command line did not set."""
+        for key, setting in config.load(self["config"], self.file_parsers(), LISTS).items():
+            if key not in self.given:
+                self[key] = setting.value
+                self.origin[key] = setting.where
 
     def opt_version(self) -> None:
         """Print tinytcp's version (and Twisted's) and exit."""
@@ -120,6 +179,8 @@ class Options(usage.Options):
         self["binary-port"].append(port)
 
     def postOptions(self) -> None:
+        if self["config"]:
+            self.read_config()
         if not self["port"]:
             self["port"] = [str(DEFAULT_TEXT_PORT)]
         if not self["binary-port"]:
@@ -134,7 +195,16 @@ class Options(usage.Options):
 
         for option in ("port", "binary-port"):
             for port in self[option]:
-                check_endpoint(option, port, endpoint_description(port), reactor)
+                try:
+                    check_endpoint(option, port, endpoint_description(port), reactor)
+                except usage.UsageError as e:
+                    if option not in self.origin:
+                        raise
+                    raise usage.UsageError(f"{self.origin[option]}: {str(e).removeprefix('--')}") from None
+        if self["check-config"]:
+            checked = f" ({self['config']})" if self["config"] else ""
+            print(f"{PROG}: the configuration is valid{checked}")
+            raise SystemExit(0)
 
 
 def use_tinytcp_reactor() -> None:
