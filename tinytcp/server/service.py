@@ -25,7 +25,7 @@ log = Logger(namespace="tinytcp")
 DEFAULT_TEXT_PORT = 40000
 DEFAULT_BINARY_PORT = 40001
 #: the command-line option behind each mode's listeners, for messages
-PORT_OPTION = {"text": "--port", "binary": "--binary-port"}
+PORT_OPTION = {"text": "--port", "binary": "--binary-port", "metrics": "--metrics-port"}
 
 
 #: accept queue for bare port numbers; Twisted's default of 50 drops SYNs (a 1 s client stall)
@@ -104,6 +104,10 @@ class ListenService(Service):
 
     def _bound(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        address = describe_host(port.getHost(), self.description)
+        if self.mode == "metrics":
+            log.info("metrics (Prometheus, GET /metrics) listening on {address}", address=address)
+            return port
         # tcp.Port builds each connection's transport from this attribute (its documented
         # hook); TLS runs over the same TCP transport, unix sockets keep their own
         if getattr(port, "transport", None) is tcp.Server:
@@ -111,7 +115,7 @@ class ListenService(Service):
         log.info(
             "{mode} mode listening on {address}",
             mode=self.mode,
-            address=describe_host(port.getHost(), self.description),
+            address=address,
         )
         return port
 
@@ -161,8 +165,10 @@ def make_service(
     text_ports: list[str],
     binary_ports: list[str] | None = None,
     reactor: Any = None,
+    metrics_port: str | None = None,
 ) -> TinyService:
-    """Build the service that listens on every given port (bare numbers or endpoint descriptions)."""
+    """Build the service that listens on every given port (bare numbers or endpoint descriptions),
+    and serves Prometheus metrics on ``metrics_port`` if given."""
     if reactor is None:
         from twisted.internet import reactor
     server = Server(settings, reactor=reactor)
@@ -173,4 +179,12 @@ def make_service(
             endpoint = endpoints.serverFromString(reactor, description)
             listener = ListenService(endpoint, ConnectionFactory(server, protocol), mode, description, port)
             listener.setServiceParent(service)
+    if metrics_port is not None:
+        from tinytcp.ops import metrics
+
+        metrics.require_prometheus_client()
+        description = endpoint_description(metrics_port)
+        endpoint = endpoints.serverFromString(reactor, description)
+        site = metrics.metrics_site(server)
+        ListenService(endpoint, site, "metrics", description, metrics_port).setServiceParent(service)
     return service

@@ -11,6 +11,7 @@ from twisted.python import usage
 
 from tinytcp import __version__
 from tinytcp.ops import config, logs
+from tinytcp.ops.metrics import require_prometheus_client
 from tinytcp.ops.startup import MAX_FRAME_LIMIT, StartupError, check_endpoint, choice, seconds, whole_number
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
@@ -100,6 +101,13 @@ class Options(usage.Options):
             Settings.shutdown_grace,
             "Seconds to wait on stop for clients to take their BYE before aborting them.",
             seconds("shutdown-grace"),
+        ],
+        [
+            "metrics-port",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics here: a port number (127.0.0.1 only) or endpoint "
+            "description; needs pip install 'tinytcp[metrics]'. Off by default.",
         ],
         [
             "log-format",
@@ -193,14 +201,21 @@ class Options(usage.Options):
         use_tinytcp_reactor()
         from twisted.internet import reactor
 
-        for option in ("port", "binary-port"):
-            for port in self[option]:
+        metrics_port = [self["metrics-port"]] if self["metrics-port"] is not None else []
+        listeners = {"port": self["port"], "binary-port": self["binary-port"], "metrics-port": metrics_port}
+        for option, ports in listeners.items():
+            for port in ports:
                 try:
                     check_endpoint(option, port, endpoint_description(port), reactor)
                 except usage.UsageError as e:
                     if option not in self.origin:
                         raise
                     raise usage.UsageError(f"{self.origin[option]}: {str(e).removeprefix('--')}") from None
+        if metrics_port:
+            try:
+                require_prometheus_client()
+            except StartupError as e:
+                raise usage.UsageError(str(e)) from None
         if self["check-config"]:
             checked = f" ({self['config']})" if self["config"] else ""
             print(f"{PROG}: the configuration is valid{checked}")
@@ -244,8 +259,10 @@ def makeService(options: Options) -> IService:
     our own one line: a listener that failed later, in the daemon, would leave the parent
     waiting on twistd's start-up pipe.  So the ports are bound now.
     """
-    service = make_service(settings_from(options), options["port"], options["binary-port"])
     try:
+        service = make_service(
+            settings_from(options), options["port"], options["binary-port"], metrics_port=options["metrics-port"]
+        )
         service.listen()
     except StartupError as e:
         raise SystemExit(f"{PROG}: {e}") from None
