@@ -66,7 +66,7 @@ class StartFailureTests(SynchronousTestCase):
 
 
 class DaemonTests(SynchronousTestCase):
-    def test_a_daemon_serves_logs_to_its_file_and_stops_on_sigterm(self) -> None:
+    def test_a_daemon_serves_logs_to_its_file_rotates_on_sigusr1_and_stops_on_sigterm(self) -> None:
         workdir = tempfile.mkdtemp(prefix="tinytcp-ops-")
         self.addCleanup(shutil.rmtree, workdir, True)
         with socket.socket() as probe:
@@ -82,6 +82,14 @@ class DaemonTests(SynchronousTestCase):
             sock.settimeout(10)
             sock.sendall(b"ECHO from a daemon\nQUIT\n")
             self.assertEqual(read_lines(sock, 3)[1:], [b"ECHO from a daemon", b"BYE"])
+        # twistd's own rotation: SIGUSR1 moves twistd.log to twistd.log.1 and starts a new one
+        os.kill(pid, signal.SIGUSR1)
+        rotated = os.path.join(workdir, "twistd.log.1")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(rotated) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(rotated) as f:
+            self.assertIn(f"text mode listening on tcp:127.0.0.1:{port}", f.read())
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while os.path.exists(pidfile) and time.monotonic() < deadline:
@@ -89,7 +97,6 @@ class DaemonTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(pidfile))
         with open(os.path.join(workdir, "twistd.log")) as f:
             log = f.read()
-        self.assertIn(f"text mode listening on tcp:127.0.0.1:{port}", log)
         self.assertIn("Server Shut Down.", log)
 
 
