@@ -61,6 +61,13 @@ class StartFailureTests(SynchronousTestCase):
         self.check_fails(["--max-line", "-1"], "--max-line: '-1' is not a whole number")
         self.check_fails(["--port", "tcp:0:bogus=1"], "--port 'tcp:0:bogus=1': tcp endpoints have no parameter")
 
+    def test_a_unix_socket_in_a_missing_folder(self) -> None:
+        self.check_fails(
+            ["--port", "unix:/nonexistent/tinytcp.sock"],
+            "--port unix:/nonexistent/tinytcp.sock: cannot listen for text clients on unix:/nonexistent/tinytcp.sock: "
+            "no such file or directory: /nonexistent/tinytcp.sock.lock",
+        )
+
     def test_tls_without_a_key(self) -> None:
         self.check_fails(["--port", "ssl:0"], "--port 'ssl:0': ssl: needs privateKey=FILE")
 

@@ -72,6 +72,7 @@ class OptionsTests(SynchronousTestCase):
             (["--max-connections", "0"], "--max-connections: '0'"),
             (["--max-pending", "1e6"], "--max-pending: '1e6'"),
             (["--log-format", "xml"], "--log-format: 'xml' is not one of text, json"),
+            (["--banner", "two\r\nlines"], "--banner: 'two\\r\\nlines' is not one line of printable text"),
             (["--binary-port", "none", "--binary-port", "5"], "--binary-port none cannot be combined"),
             (["--bogus"], "option --bogus not recognized (twistd tinytcp --help lists them)"),
         ):

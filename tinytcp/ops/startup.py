@@ -130,3 +130,14 @@ def choice(option: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
         return str(value)
 
     return parse
+
+
+def one_line_text(option: str) -> Callable[[Any], str]:
+    """A parser for text sent inside one reply line (the banner): no CR or LF, no other control bytes."""
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or any(ord(c) < 32 or c == "\x7f" for c in value):
+            raise UsageError(f"--{option}: {value!r} is not one line of printable text")
+        return value
+
+    return parse

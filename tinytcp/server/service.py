@@ -5,6 +5,7 @@ The twistd plugin, the tests and anything else that runs tinytcp build it here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,9 @@ class ListenService(Service):
             reason = failures[0].value
             if isinstance(reason, error.CannotListenError) and isinstance(reason.socketError, OSError):
                 why = (reason.socketError.strerror or str(reason.socketError)).lower()
+            elif isinstance(reason, OSError) and reason.strerror:
+                # unix sockets: Twisted's lock file beside the socket path
+                why = f"{reason.strerror.lower()}: {os.fsdecode(reason.filename2 or reason.filename or '?')}"
             else:
                 why = failures[0].getErrorMessage()
             raise StartupError(

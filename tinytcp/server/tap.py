@@ -12,7 +12,15 @@ from twisted.python import usage
 from tinytcp import __version__
 from tinytcp.ops import config, logs
 from tinytcp.ops.metrics import require_prometheus_client
-from tinytcp.ops.startup import MAX_FRAME_LIMIT, StartupError, check_endpoint, choice, seconds, whole_number
+from tinytcp.ops.startup import (
+    MAX_FRAME_LIMIT,
+    StartupError,
+    check_endpoint,
+    choice,
+    one_line_text,
+    seconds,
+    whole_number,
+)
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
@@ -58,7 +66,13 @@ class Options(usage.Options):
             "A TOML file of options (keys: the long option names; see contrib/tinytcp.toml). "
             "The command line overrides it.",
         ],
-        ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
+        [
+            "banner",
+            None,
+            DEFAULT_BANNER,
+            "Text sent after WELCOME to each text client on connect.",
+            one_line_text("banner"),
+        ],
         [
             "max-line",
             None,
