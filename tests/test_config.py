@@ -44,9 +44,10 @@ class ConfigTests(SynchronousTestCase):
         path = self.write(
             'port = [41000, "tcp:41002:interface=127.0.0.1"]\nbinary-port = "none"\nbanner = "hi"\n'
             "max-line = 100\nmax-frame = 200\nmax-connections = 3\nmax-pending = 400\nidle-timeout = 1.5\n"
-            'shutdown-grace = 0\nverbose = true\nlog-format = "text"\n'
+            'shutdown-grace = 0\nverbose = true\nlog-format = "text"\nmetrics-port = 0\n'
         )
         options = self.parse("--config", path)
+        self.assertEqual(options["metrics-port"], "0")
         self.assertEqual(options["port"], ["41000", "tcp:41002:interface=127.0.0.1"])
         self.assertEqual(options["binary-port"], [])
         self.assertEqual(
@@ -83,6 +84,7 @@ class ConfigTests(SynchronousTestCase):
             ('verbose = "yes"\n', ":1: verbose: 'yes' is not true or false"),
             ("port = [1.5]\n", ":1: port: 1.5 is not a port number or endpoint description"),
             ("port = []\n", ":1: port: the list is empty"),
+            ("metrics-port = [9100]\n", ":1: metrics-port: [9100] is not a port number or endpoint description"),
             ('\n\nport = "tcp:0:bogus=1"\n', ":3: port 'tcp:0:bogus=1': tcp endpoints have no parameter 'bogus'"),
             ('"log-format" = "xml"\n', ":1: log-format: 'xml' is not one of text, json"),
         ):

@@ -173,7 +173,7 @@ class Options(usage.Options):
         parsers: dict[str, Any] = {name: None for name, _, _ in self.optFlags}
         for name, _, _, _, *coerce in self.optParameters:
             parsers[name] = coerce[0] if coerce else str
-        parsers.update({name: port_value(name) for name in LISTS})
+        parsers.update({name: port_value(name) for name in (*LISTS, "metrics-port")})
         return {name: parse for name, parse in parsers.items() if name not in COMMAND_LINE_ONLY}
 
     def read_config(self) -> None:
