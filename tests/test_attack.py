@@ -183,7 +183,7 @@ class AbruptDisconnectTests(SynchronousTestCase):
 MIXED = [
     (b"ECHO hello %d", b"ECHO hello %d"),
     (b"REVERSE abc%d", None),
-    (b"HELP", b"HELP TIME ECHO REVERSE HELP NICK SAY WHO QUIT"),
+    (b"HELP", b"HELP TIME ECHO REVERSE HELP NICK SAY WHO INFO QUIT"),
     (b"TIME", None),
 ]
 TIME_REPLY = re.compile(rb"^TIME \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")

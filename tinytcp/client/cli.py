@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 from twisted.internet import defer, endpoints, error
 from twisted.python.failure import Failure
 
+from tinytcp import __version__
 from tinytcp.client.library import (
     Client,
     ConnectionClosed,
@@ -95,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="bound on connecting and on each reply (default %(default)g)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.script is not None and args.commands:
         parser.error("give COMMANDs or --script, not both")

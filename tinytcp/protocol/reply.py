@@ -18,6 +18,7 @@ class Code:
     NICK = 6
     SAY = 7
     WHO = 8
+    INFO = 9
     #: a message the server pushes on its own (chat, notices); never a reply to a request
     MSG = 0x80
     ERROR = 0xFF

@@ -69,6 +69,7 @@ class BinaryProtocol(Connection):
         core = self.server.core
         session = self.session
         handlers = core.frame_handlers
+        calls = core.calls
         pack = HEADER.pack
         verbose = self._verbose
         data, offset = pending
@@ -91,7 +92,12 @@ class BinaryProtocol(Connection):
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
             session.requests += 1
             handler = handlers[code]
-            answer: Any = UNKNOWN_COMMAND if handler is None else handler(core, session, payload)
+            if handler is None:
+                calls[0] += 1
+                answer: Any = UNKNOWN_COMMAND
+            else:
+                calls[code] += 1
+                answer = handler(core, session, payload)
             if answer.__class__ is not bytes:
                 if answer.__class__ is not Reply:
                     self._flush(out)

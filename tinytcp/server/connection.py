@@ -66,6 +66,7 @@ class Registration:
         server = self.server
         if len(server.connections) >= server.settings.max_connections or server.stopping:
             self.closing = self.refused = True
+            server.stats.error(errors.BUSY)
             self.transport.write(self.encode(error(errors.BUSY)))
             log.info(
                 "{peer}: closing: refused, {count} connections open (--max-connections)",
@@ -88,18 +89,22 @@ class Registration:
         # refcounting, not an occasional full GC, frees a closed connection at once
         self.session.push = no_push
         self.server.remove(self)  # type: ignore[arg-type]
+        self.server.stats.connection_closed(self)  # type: ignore[arg-type]
         unlogged = max(0, self.errors - LOGGED_ERRORS)
+        requests = self.session.requests
         log.info(
-            "{peer} disconnected after {duration:.3f}s, {requests} requests{unlogged} ({why})",
+            "{peer} disconnected after {duration:.3f}s, {requests} request{s}{unlogged} ({why})",
             peer=self.peer,
             duration=time.monotonic() - self.opened,
-            requests=self.session.requests,
+            requests=requests,
+            s="" if requests == 1 else "s",
             unlogged=f", {unlogged} more errors not logged" if unlogged else "",
             why=reason.getErrorMessage(),
         )
 
     def log_error(self, name: str) -> None:
-        """Log an ERROR sent to this client: the first few, then only count them."""
+        """Count an ERROR sent to this client (for INFO); log the first few, then only count them."""
+        self.server.stats.error(name)
         self.errors += 1
         if self.errors <= LOGGED_ERRORS:
             log.info("{peer}: ERROR {name}", peer=self.peer, name=name)
@@ -261,6 +266,7 @@ class Backpressure:
         if not self.writes_paused:
             self.writes_paused = True
             self._unread_pushes = 0
+            self.server.stats.backpressure_pauses += 1
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:

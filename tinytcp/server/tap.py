@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import getopt
 import sys
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.internet import endpoints
 from twisted.python import usage
 
+from tinytcp import __version__
+from tinytcp.ops import config, logs
+from tinytcp.ops.metrics import require_prometheus_client
+from tinytcp.ops.startup import (
+    MAX_FRAME_LIMIT,
+    StartupError,
+    check_endpoint,
+    choice,
+    one_line_text,
+    seconds,
+    whole_number,
+)
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
+#: how usage errors start, so the operator sees which program and subcommand complained
+PROG = "twistd tinytcp"
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive number")
-    return number
+#: options given once per listener; in a config file they take one value or a list
+LISTS = frozenset({"port", "binary-port"})
+#: options that only make sense on the command line
+COMMAND_LINE_ONLY = frozenset({"config", "check-config", "help", "version"})
 
 
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+def port_value(option: str) -> Any:
+    """A parser for a port or endpoint description from a config file (a number or a string)."""
+
+    def parse(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise usage.UsageError(f"--{option}: {value!r} is not a port number or endpoint description")
+        return str(value)
+
+    return parse
 
 
 class Options(usage.Options):
@@ -39,29 +56,43 @@ class Options(usage.Options):
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
+        ["check-config", None, "Check the options and the --config file, say so, and exit (like nginx -t)."],
     ]
     optParameters = [
-        ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
+        [
+            "config",
+            None,
+            None,
+            "A TOML file of options (keys: the long option names; see contrib/tinytcp.toml). "
+            "The command line overrides it.",
+        ],
+        [
+            "banner",
+            None,
+            DEFAULT_BANNER,
+            "Text sent after WELCOME to each text client on connect.",
+            one_line_text("banner"),
+        ],
         [
             "max-line",
             None,
             Settings.max_line,
             "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.",
-            _positive_int,
+            whole_number("max-line"),
         ],
         [
             "max-frame",
             None,
             Settings.max_frame,
             "Largest binary payload in bytes; larger gets ERROR FRAME_TOO_LARGE.",
-            _positive_int,
+            whole_number("max-frame", high=MAX_FRAME_LIMIT),
         ],
         [
             "max-connections",
             None,
             Settings.max_connections,
             "Most connections open at once (both modes); past it a client gets ERROR BUSY.",
-            _positive_int,
+            whole_number("max-connections"),
         ],
         [
             "max-pending",
@@ -69,14 +100,14 @@ class Options(usage.Options):
             Settings.max_pending,
             "Bytes of pushed chat messages a client may leave unread before ERROR SLOW_CONSUMER"
             " (never below --max-frame + 64 KiB).",
-            _positive_int,
+            whole_number("max-pending"),
         ],
         [
             "idle-timeout",
             None,
             Settings.idle_timeout,
             "Seconds a client may neither send nor read before ERROR IDLE_TIMEOUT; 0 turns it off.",
-            _non_negative_float,
+            seconds("idle-timeout"),
         ],
         [
             "shutdown-grace",
@@ -84,7 +115,21 @@ class Options(usage.Options):
             Settings.shutdown_grace,
             "Seconds a closing client (on stop, or closed by the server for any reason) may take to read"
             " its last replies before it is aborted.",
-            _non_negative_float,
+            seconds("shutdown-grace"),
+        ],
+        [
+            "metrics-port",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics here: a port number (127.0.0.1 only) or endpoint "
+            "description; needs pip install 'tinytcp[metrics]'. Off by default.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object a line (Twisted's JSON events) for log shippers.",
+            choice("log-format", logs.LOG_FORMATS),
         ],
         [
             "say-rate",
@@ -92,14 +137,14 @@ class Options(usage.Options):
             Settings.say_rate,
             "SAY messages a second each client may send after a burst of --say-burst; faster gets"
             " ERROR RATE_LIMITED. 0 turns the limit off.",
-            _non_negative_float,
+            seconds("say-rate", "a number of messages a second"),
         ],
         [
             "say-burst",
             None,
             Settings.say_burst,
             "SAY messages a client may send at once before --say-rate applies.",
-            _positive_int,
+            whole_number("say-burst"),
         ],
     ]
 
@@ -107,6 +152,59 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+        #: the options named on the command line, which the config file does not override
+        self.given: set[str] = set()
+        #: option -> "file:line" for the values that came from the config file
+        self.origin: dict[str, str] = {}
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse, and turn a usage error into one line on stderr and exit status 1.
+
+        twistd would print its whole usage text above the error; the one line names the
+        option and the value, which is what the operator has to fix.
+        """
+        args = sys.argv[1:] if options is None else list(options)
+        try:
+            self.given = self.named_options(args)
+            super().parseOptions(args)
+        except usage.UsageError as e:
+            hint = f" ({PROG} --help lists them)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROG}: {e}{hint}") from None
+
+    def named_options(self, args: list[str]) -> set[str]:
+        """The long names of the options in ``args`` (parseOptions reports any that are wrong)."""
+        try:
+            found, _ = getopt.getopt(args, self.shortOpt, self.longOpt)
+        except getopt.error:
+            return set()
+        names = set()
+        for flag, _ in found:
+            name = flag.lstrip("-")
+            name = self.synonyms.get(name) or self.synonyms.get(name.replace("-", "_"), name)
+            names.add(name.replace("_", "-"))
+        return names
+
+    def file_parsers(self) -> dict[str, Any]:
+        """What a config file may set: every option but the command-line-only ones (None: a flag)."""
+        parsers: dict[str, Any] = {name: None for name, _, _ in self.optFlags}
+        for name, _, _, _, *coerce in self.optParameters:
+            parsers[name] = coerce[0] if coerce else str
+        parsers.update({name: port_value(name) for name in (*LISTS, "metrics-port")})
+        return {name: parse for name, parse in parsers.items() if name not in COMMAND_LINE_ONLY}
+
+    def read_config(self) -> None:
+        """Take every value of the --config file that the command line did not set."""
+        for key, setting in config.load(self["config"], self.file_parsers(), LISTS).items():
+            if key not in self.given:
+                self[key] = setting.value
+                self.origin[key] = setting.where
+
+    def opt_version(self) -> None:
+        """Print tinytcp's version (and Twisted's) and exit."""
+        import twisted
+
+        print(f"tinytcp {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
 
     def opt_port(self, port: str) -> None:
         """Text clients: a port number (127.0.0.1 only) or endpoint; repeatable [default: 40000]"""
@@ -119,6 +217,8 @@ class Options(usage.Options):
         self["binary-port"].append(port)
 
     def postOptions(self) -> None:
+        if self["config"]:
+            self.read_config()
         if not self["port"]:
             self["port"] = [str(DEFAULT_TEXT_PORT)]
         if not self["binary-port"]:
@@ -127,14 +227,29 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        logs.install(getattr(self, "parent", None), self["log-format"])
         use_tinytcp_reactor()
         from twisted.internet import reactor
 
-        for port in self["port"] + self["binary-port"]:
+        metrics_port = [self["metrics-port"]] if self["metrics-port"] is not None else []
+        listeners = {"port": self["port"], "binary-port": self["binary-port"], "metrics-port": metrics_port}
+        for option, ports in listeners.items():
+            for port in ports:
+                try:
+                    check_endpoint(option, port, endpoint_description(port), reactor)
+                except usage.UsageError as e:
+                    if option not in self.origin:
+                        raise
+                    raise usage.UsageError(f"{self.origin[option]}: {str(e).removeprefix('--')}") from None
+        if metrics_port:
             try:
-                endpoints.serverFromString(reactor, endpoint_description(port))
-            except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError(f"bad port or endpoint description {port!r}: {e}") from None
+                require_prometheus_client()
+            except StartupError as e:
+                raise usage.UsageError(str(e)) from None
+        if self["check-config"]:
+            checked = f" ({self['config']})" if self["config"] else ""
+            print(f"{PROG}: the configuration is valid{checked}")
+            raise SystemExit(0)
 
 
 def use_tinytcp_reactor() -> None:
@@ -170,7 +285,18 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 
 def makeService(options: Options) -> IService:
-    """What twistd runs: every listener and the shared server state."""
-    service = make_service(settings_from(options), options["port"], options["binary-port"])
+    """What twistd runs: every listener and the shared server state, already listening.
+
+    twistd calls this before it daemonizes, and only a failure here reaches the terminal as
+    our own one line: a listener that failed later, in the daemon, would leave the parent
+    waiting on twistd's start-up pipe.  So the ports are bound now.
+    """
+    try:
+        service = make_service(
+            settings_from(options), options["port"], options["binary-port"], metrics_port=options["metrics-port"]
+        )
+        service.listen()
+    except StartupError as e:
+        raise SystemExit(f"{PROG}: {e}") from None
     service.stop_on_hangup = True
     return service
