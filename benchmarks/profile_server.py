@@ -181,7 +181,7 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
 
 
 #: the line of tinytcp's reactor that waits in epoll_wait
-with open(os.path.join(HERE, "..", "tinytcp", "reactor.py")) as _reactor_source:
+with open(os.path.join(HERE, "..", "tinytcp", "server", "reactor.py")) as _reactor_source:
     TINYTCP_POLL_LINE = next(n for n, text in enumerate(_reactor_source, 1) if "self._poller.poll(" in text)
 WAITING = ("EPollReactor.doPoll ", "EpollSelector.select ", "_PollLikeSelector.select ", "AsyncioSelectorReactor.run ")
 WAITING_NAMES = "doPoll, EpollSelector.select or, on uvloop, AsyncioSelectorReactor.run"
