@@ -10,8 +10,13 @@ Scenarios (``python benchmarks/loadgen.py SCENARIO --help`` for the options):
 
 - ``pipelined``: 1 connection, ``--window`` requests in flight, topped up after every read.
 - ``reqresp``: ``--conns`` connections, one request in flight on each; req/s, p50/p99 latency.
-- ``bulk``: 1 connection, ``--window`` large ECHO frames in flight; MB/s (10^6 bytes/s of
+- ``bulk``: 1 connection, ``--window`` large frames in flight (ECHO unless ``--command``); MB/s (10^6 bytes/s of
   echoed payload).
+- ``idle``: ``--conns`` connections held; the server's RSS growth per connection (needs
+  ``--server-pid``), then one request on each and the time until all are answered.
+- ``fanout``: ``--conns`` text clients; one sends ``SAY <token>``, time until every other
+  client has a ``MSG`` line carrying the token.  Skips itself (``"skipped"`` in the result)
+  when the server answers ``ERROR UNKNOWN_COMMAND`` to SAY.
 
 ``--command`` (pipelined, reqresp, bulk) picks what is asked: ``echo`` (the default),
 ``reverse`` (``REVERSE <p>`` -> ``REVERSE <p reversed>``; binary code 2), or ``mixed``: ECHO,
@@ -20,11 +25,6 @@ every command whose reply is deterministic.  Payloads of REVERSE and mixed are p
 ASCII in both formats.  The two HELP replies are asked of the server on a setup connection
 before the run and used as the expected bytes, so the stream follows the server's command
 list; they are sanity-checked and reported as ``learned`` in the result.
-- ``idle``: ``--conns`` connections held; the server's RSS growth per connection (needs
-  ``--server-pid``), then one request on each and the time until all are answered.
-- ``fanout``: ``--conns`` text clients; one sends ``SAY <token>``, time until every other
-  client has a ``MSG`` line carrying the token.  Skips itself (``"skipped"`` in the result)
-  when the server answers ``ERROR UNKNOWN_COMMAND`` to SAY.
 
 Exit status 0 with ``"ok": true``, 1 with ``"ok": false`` and an ``"error"`` on any failure.
 """
@@ -91,6 +91,7 @@ def make_payload(rng: random.Random, index: int, size: int, text: bool) -> bytes
 
 
 def frame(code: int, payload: bytes) -> bytes:
+    """One binary frame, for building requests and expected replies once, before the run."""
     return HEADER.pack(code, len(payload)) + payload
 
 
