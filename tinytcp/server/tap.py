@@ -11,7 +11,6 @@ from twisted.python import usage
 
 from tinytcp import __version__
 from tinytcp.ops import config, logs
-from tinytcp.ops.metrics import require_prometheus_client
 from tinytcp.ops.startup import (
     MAX_FRAME_LIMIT,
     StartupError,
@@ -243,6 +242,8 @@ class Options(usage.Options):
                     raise usage.UsageError(f"{self.origin[option]}: {str(e).removeprefix('--')}") from None
         if metrics_port:
             try:
+                from tinytcp.ops.metrics import require_prometheus_client  # twisted.web only when asked for
+
                 require_prometheus_client()
             except StartupError as e:
                 raise usage.UsageError(str(e)) from None
