@@ -37,15 +37,13 @@ class _LogFrame:
     of the selectable being served, computed only when asked for.
 
     It is an entry of ``twisted.python.context``'s stack, which reads entries with ``[key]``
-    (a ``KeyError`` sends the lookup further down) or, in older trackers that copy the whole
-    context per call, with ``get`` and ``copy``.  Every read returns a new dict, so one frame
-    serves every event of a poll and nobody keeps a view that later changes.
+    (a ``KeyError`` sends the lookup further down).  Every read returns a new dict, so one
+    frame serves every event of a poll and nobody keeps a view that later changes.
     """
 
-    __slots__ = ("below", "outer", "selectable")
+    __slots__ = ("outer", "selectable")
 
-    def __init__(self, below: Any, outer: dict[str, Any]) -> None:
-        self.below = below  #: the context entry under this one
+    def __init__(self, outer: dict[str, Any]) -> None:
         self.outer = outer  #: the log context outside the poll (usually {"system": "-"})
         self.selectable: Any = None
 
@@ -54,7 +52,7 @@ class _LogFrame:
         logged = dict(self.outer)
         try:
             logged["system"] = self.selectable.logPrefix()
-        except BaseException:
+        except Exception:
             logged["system"] = "(buggy logPrefix method)"
         return logged
 
@@ -62,16 +60,6 @@ class _LogFrame:
         if key is ILogContext:
             return self.log_context()
         raise KeyError(key)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        if key is ILogContext:
-            return self.log_context()
-        return self.below.get(key, default)
-
-    def copy(self) -> dict[Any, Any]:
-        whole = dict(self.below)
-        whole[ILogContext] = self.log_context()
-        return whole
 
 
 class EPollReactor(epollreactor.EPollReactor):
@@ -90,7 +78,7 @@ class EPollReactor(epollreactor.EPollReactor):
         handle = self._doReadOrWrite
         selectables = self._selectables
         stack = _context_stack()
-        frame = _LogFrame(stack[-1], context.get(ILogContext) or {})
+        frame = _LogFrame(context.get(ILogContext) or {})
         push, pop = stack.append, stack.pop
         for fd, event in events:
             selectable = selectables.get(fd)
