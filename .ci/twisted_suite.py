@@ -14,6 +14,9 @@ compares the ids that fail or error and fails if tinytcp's run has any the Twist
 There is no exception list: tinytcp's reactor keeps Twisted's legacy log context (lazily), so
 even the ``test_logPrefix`` tests pass on it.
 
+On the project's 2-core machine a run of the default modules takes 27-28 s on Twisted 26.10
+(644 tests) and about 60 s on 24.7 (610), idle; 60-115 s each while other jobs share the CPUs.
+
 Twisted's test modules ship with Twisted; they need the ``tls`` extra and pyhamcrest and
 hypothesis (all in tinytcp's ``test`` extra).  A module that does not import fails the job.
 """
