@@ -81,8 +81,8 @@ def child(run: str, modules: list[str], out: str) -> None:
 
         tcp.Port.transport = WriteThroughTransport
     suite = runner.TestLoader().loadByNames(modules, recurse=True)
-    workdir = tempfile.mkdtemp(prefix=f"twisted-suite-{run}-")
-    trial = runner.TrialRunner(reporter.Reporter, stream=sys.stdout, workingDirectory=os.path.join(workdir, "_trial"))
+    workdir = os.path.join(os.path.dirname(os.path.abspath(out)), f"_trial_{run}")  # beside the logs
+    trial = runner.TrialRunner(reporter.Reporter, stream=sys.stdout, workingDirectory=workdir)
     result = trial.run(suite)
     failed = {
         "failures": sorted(test.id() for test, _ in result.failures),
