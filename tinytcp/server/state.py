@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -19,8 +19,14 @@ from tinytcp import __version__
 from tinytcp.ops import status
 from tinytcp.protocol.core import Core
 
-if TYPE_CHECKING:
-    from tinytcp.server.connection import Connection
+
+class Connection(Protocol):
+    """What the server needs of a connection (tinytcp/server/connection.py has the class)."""
+
+    peer: str
+    transport: Any
+
+    def finish(self) -> None: ...
 
 log = Logger(namespace="tinytcp")
 
