@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-LISTENING = re.compile(r"(text|binary) mode listening on tcp:127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"(text|binary|web) mode listening on tcp:127\.0\.0\.1:(\d+)")
 
 
 def twistd_path() -> str:

@@ -5,7 +5,7 @@ The twistd plugin, the tests and anything else that runs tinytcp build it here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -131,8 +131,14 @@ def make_service(
     text_ports: list[str],
     binary_ports: list[str] | None = None,
     reactor: Any = None,
+    web_ports: Sequence[str] = (),
+    web_origins: Sequence[str] = (),
 ) -> TinyService:
-    """Build the service that listens on every given port (bare numbers or endpoint descriptions)."""
+    """Build the service that listens on every given port (bare numbers or endpoint descriptions).
+
+    ``web_ports`` serve the web page and its WebSocket (tinytcp/web/), which accepts browsers
+    from its own origin and from ``web_origins``.
+    """
     if reactor is None:
         from twisted.internet import reactor
     server = Server(settings, reactor=reactor)
@@ -142,4 +148,13 @@ def make_service(
             description = endpoint_description(port)
             endpoint = endpoints.serverFromString(reactor, description)
             ListenService(endpoint, ConnectionFactory(server, protocol), mode, description).setServiceParent(service)
+    if web_ports:
+        # imported only when asked for: twisted.web.websocket needs twisted[websocket]
+        from tinytcp.web.site import make_site
+
+        site = make_site(server, web_origins, reactor=reactor)
+        for port in web_ports:
+            description = endpoint_description(port)
+            endpoint = endpoints.serverFromString(reactor, description)
+            ListenService(endpoint, site, "web", description).setServiceParent(service)
     return service

@@ -11,6 +11,7 @@ from twisted.python import usage
 
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
+from tinytcp.web.origin import origin_of
 
 
 def _positive_int(value: str) -> int:
@@ -35,7 +36,8 @@ class Options(usage.Options):
         "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, NICK, SAY, WHO, QUIT) as text lines for telnet "
         "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
         "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
-        "ssl:..., unix:...) to listen elsewhere. See docs/protocol.md for the wire formats."
+        "ssl:..., unix:...) to listen elsewhere. --web-port serves a web page (chat, commands, status) "
+        "and a WebSocket speaking the text format. See docs/protocol.md for the wire formats."
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
@@ -91,6 +93,8 @@ class Options(usage.Options):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+        self["web-port"] = []
+        self["web-origin"] = []
 
     def opt_port(self, port: str) -> None:
         """Text clients: a port number (127.0.0.1 only) or endpoint; repeatable [default: 40000]"""
@@ -101,6 +105,17 @@ class Options(usage.Options):
     def opt_binary_port(self, port: str) -> None:
         """Binary clients, as --port; 'none' turns binary mode off [default: 40001]"""
         self["binary-port"].append(port)
+
+    def opt_web_port(self, port: str) -> None:
+        """The web page (/) and its WebSocket (/ws), as --port; repeatable [default: off]"""
+        self["web-port"].append(port)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """Also accept WebSockets from pages of this origin (scheme://host[:port]), '*' for any;
+        repeatable [default: the page's own origin only]"""
+        if origin != "*" and origin_of(origin) is None:
+            raise usage.UsageError(f"bad --web-origin {origin!r}: expected scheme://host[:port] or *")
+        self["web-origin"].append(origin)
 
     def postOptions(self) -> None:
         if not self["port"]:
@@ -114,7 +129,7 @@ class Options(usage.Options):
         use_tinytcp_reactor()
         from twisted.internet import reactor
 
-        for port in self["port"] + self["binary-port"]:
+        for port in self["port"] + self["binary-port"] + self["web-port"]:
             try:
                 endpoints.serverFromString(reactor, endpoint_description(port))
             except (ValueError, TypeError, KeyError) as e:
@@ -153,4 +168,10 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 def makeService(options: Options) -> IService:
     """What twistd runs: every listener and the shared server state."""
-    return make_service(settings_from(options), options["port"], options["binary-port"])
+    return make_service(
+        settings_from(options),
+        options["port"],
+        options["binary-port"],
+        web_ports=options["web-port"],
+        web_origins=options["web-origin"],
+    )
