@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import struct
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
@@ -20,8 +21,15 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"
         header = struct.pack(">BBH", first, 0x80 | 126, length)
     else:
         header = struct.pack(">BBQ", first, 0x80 | 127, length)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
+    return header + mask + apply_mask(payload, mask)
+
+
+def apply_mask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the repeated 4-byte ``mask`` (whole-number arithmetic: fast for megabytes)."""
+    if not payload or mask == b"\0\0\0\0":
+        return payload
+    repeated = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(payload), "big")
 
 
 def frame_header(opcode: int, length: int, fin: bool = True, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
@@ -80,8 +88,17 @@ def upgrade_request(host: str, path: str = "/ws", origin: str | None = None) -> 
 class WebSocketClient:
     """A blocking WebSocket connection to 127.0.0.1:``port``."""
 
-    def __init__(self, port: int, origin: str | None = None, timeout: float = 10.0, path: str = "/ws") -> None:
+    def __init__(
+        self,
+        port: int,
+        origin: str | None = None,
+        timeout: float = 10.0,
+        path: str = "/ws",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.sock.settimeout(timeout)
         self.sock.sendall(upgrade_request(f"127.0.0.1:{port}", path, origin))
         response = b""
