@@ -48,12 +48,13 @@
   function append(list, parts, className) {
     const item = document.createElement("li");
     if (className) item.className = className;
-    for (const [text, cls] of parts) {
+    parts.forEach(([text, cls], i) => {
       const span = document.createElement("span");
       if (cls) span.className = cls;
       span.textContent = text;
-      item.append(span);
-    }
+      // a real space between the parts, for screen readers and for copying
+      item.append(...(i ? [" ", span] : [span]));
+    });
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(item);
     while (list.children.length > KEEP_LINES) list.firstElementChild.remove();
