@@ -7,17 +7,21 @@ so it works offline on a LAN.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.web import pages, resource, server
 from twisted.web.iweb import IRequest
 
-from tinytcp.server.state import Server
+from tinytcp.server.state import Server, describe_peer
 from tinytcp.server.text import TextProtocol
 from tinytcp.server.websocket import TextWebSocketResource
+
+log = Logger(namespace="tinytcp")
 
 #: file name -> content type; the page is index.html, served at /
 FILES = {
@@ -47,6 +51,14 @@ class PageFile(resource.Resource):
         super().__init__()
         self.content = content
         self.content_type = content_type
+
+    def render(self, request: server.Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader("allow", "GET, HEAD")
+            request.setHeader("content-type", "text/plain; charset=utf-8")
+            return b"only GET and HEAD here\n"
+        return super().render(request)
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader("content-type", self.content_type)
@@ -80,13 +92,55 @@ def make_root(
     return root
 
 
+class PageRequest(server.Request):
+    """A request to the page's site, whose resources take no body: one is counted, never stored.
+
+    twisted.web keeps any request body, in memory or in a temporary file, whatever its size;
+    here a body past --max-line bytes closes the connection instead.
+    """
+
+    body_limit = 64 * 1024
+    _body = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._body += len(data)
+        if self._body > self.body_limit:
+            self._refused = True
+            log.info(
+                "{peer}: closing: HTTP request body over {limit} bytes",
+                peer=describe_peer(self.getClientAddress()),
+                limit=self.body_limit,
+            )
+            self.channel.transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """A refused request is not answered: its connection is closing."""
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+
 def make_site(tiny: Server, origins: Sequence[str] = (), reactor: Any = None) -> server.Site:
     """The HTTP factory for a --web-port listener.
 
     An HTTP connection that asks for nothing more is closed after --idle-timeout (Twisted's
     default is 12 hours); a WebSocket is then timed by its text protocol instead.
     """
-    site = server.Site(make_root(tiny, origins), timeout=tiny.settings.idle_timeout or None, reactor=reactor)
+
+    class Request(PageRequest):
+        body_limit = tiny.settings.max_line
+
+    site = server.Site(
+        make_root(tiny, origins),
+        requestFactory=Request,
+        timeout=tiny.settings.idle_timeout or None,
+        reactor=reactor,
+    )
     site.noisy = False
     site.displayTracebacks = False
     return site
