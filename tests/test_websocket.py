@@ -121,6 +121,13 @@ class BridgeTests(SynchronousTestCase):
         self.browser.send(b"ECHO \xff", opcode=BINARY)
         self.assertEqual(self.browser.messages(), ["ECHO é", "ERROR BAD_ENCODING"])
 
+    def test_a_text_message_that_is_not_utf8_closes_with_1007(self) -> None:
+        self.browser.messages()
+        self.browser.send("ECHO ok")
+        self.browser.send(b"ECHO \xff", opcode=TEXT)
+        self.assertEqual(self.browser.messages(), ["ECHO ok", "CLOSE 1007"])
+        self.assertTrue(self.browser.transport.disconnecting)
+
     def test_ping_is_answered(self) -> None:
         self.browser.frames()
         self.browser.send(b"are you there", opcode=PING)
