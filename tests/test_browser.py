@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import unittest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.browser import MISSING, SCREENSHOT, chromium, page_digest, png_stamp, require_browser, text_of, wait_for
+from tests.browser import (
+    MISSING,
+    ROOT,
+    SCREENSHOT,
+    chromium,
+    page_digest,
+    png_stamp,
+    require_browser,
+    text_of,
+    wait_for,
+)
 from tests.support import RunningServer, read_lines
+from tests.wsclient import WebSocketClient
 
 SKIP = MISSING if MISSING and not require_browser() else None
 
@@ -97,6 +110,22 @@ class BrowserTests(SynchronousTestCase):
         self.assertEqual(font, "16px")  # below 16px, phones zoom into the box when it gets the focus
 
     def test_status_comes_from_info_when_help_lists_it(self) -> None:
+        info = subprocess.Popen(
+            [sys.executable, "-m", "tests.info_server"], cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        self.addCleanup(info.wait, 10)
+        self.addCleanup(info.terminate)
+        assert info.stdout is not None
+        port = int(info.stdout.readline().decode().rsplit(":", 1)[1])
+        driver = self.driver
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait_for(driver, lambda d: "clients\n1\nmax\n10000" in text_of(d, "status"), what="INFO clients")
+        self.assertIn("From INFO clients", text_of(driver, "status-source"))
+        other = WebSocketClient(port)
+        self.addCleanup(other.close)
+        wait_for(driver, lambda d: "clients\n2" in text_of(d, "status"), what="INFO to count the second client")
+
+    def test_status_parsing(self) -> None:
         driver = self.driver
         driver.get(self.url)
         wait_for(driver, lambda d: "Connected" in text_of(d, "connection"), what="WELCOME")

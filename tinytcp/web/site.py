@@ -125,7 +125,12 @@ class PageRequest(server.Request):
             super().requestReceived(command, path, version)
 
 
-def make_site(tiny: Server, origins: Sequence[str] = (), reactor: Any = None) -> server.Site:
+def make_site(
+    tiny: Server,
+    origins: Sequence[str] = (),
+    reactor: Any = None,
+    protocol: Callable[[Server], Protocol] = TextProtocol,
+) -> server.Site:
     """The HTTP factory for a --web-port listener.
 
     An HTTP connection that asks for nothing more is closed after --idle-timeout (Twisted's
@@ -136,7 +141,7 @@ def make_site(tiny: Server, origins: Sequence[str] = (), reactor: Any = None) ->
         body_limit = tiny.settings.max_line
 
     site = server.Site(
-        make_root(tiny, origins),
+        make_root(tiny, origins, protocol),
         requestFactory=Request,
         timeout=tiny.settings.idle_timeout or None,
         reactor=reactor,
