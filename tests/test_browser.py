@@ -97,6 +97,15 @@ class BrowserTests(SynchronousTestCase):
         self.assertEqual(focused(driver), "reconnect")
         self.assertFalse(driver.find_element("id", "message").is_enabled())
 
+    def test_a_full_server_says_so(self) -> None:
+        full = RunningServer("--web-port", "0", "--max-connections", "1")
+        self.addCleanup(full.stop)
+        with full.connect() as telnet:
+            read_lines(telnet, 1)
+            self.driver.get(f"http://127.0.0.1:{full.ports_of('web', 1)[0]}/")
+            wait_for(self.driver, lambda d: not d.find_element("id", "reconnect").get_attribute("hidden"), what="close")
+            self.assertEqual(text_of(self.driver, "connection"), "Refused: ERROR BUSY")
+
     def test_reads_well_on_a_phone(self) -> None:
         driver = self.driver
         driver.set_window_size(390, 844)

@@ -11,6 +11,7 @@
   let socket = null;
   let pending = [];
   let welcomed = false;
+  let refusal = null;
   let nick = null;
   let hasInfo = false;
   let statusTimer = null;
@@ -92,6 +93,7 @@
     socket = new WebSocket(scheme + location.host + "/ws");
     pending = [];
     welcomed = false;
+    refusal = null;
     setConnection("Connecting…");
     $("reconnect").hidden = true;
     socket.onmessage = (event) => received(typeof event.data === "string" ? event.data : "");
@@ -112,7 +114,8 @@
         statusTimer = setInterval(refreshStatus, STATUS_EVERY_MS);
         if (!nick) $("nick").focus();
       } else {
-        setConnection("Refused: " + line);
+        refusal = "Refused: " + line;
+        setConnection(refusal);
       }
       return;
     }
@@ -145,7 +148,7 @@
     statusInFlight = false;
     pending = [];
     const why = event.code === 1001 ? "the server is stopping" : event.code === 1009 ? "message too long" : "";
-    setConnection("Disconnected" + (why ? " (" + why + ")" : "") + ".");
+    setConnection(refusal || "Disconnected" + (why ? " (" + why + ")" : "") + ".");
     enable(["nick", "join-button", "message", "say-button", "command", "command-button"], false);
     $("reconnect").hidden = false;
     $("reconnect").focus();
