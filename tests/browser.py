@@ -15,6 +15,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "tinytcp" / "web" / "static"
 SCREENSHOT = ROOT / "docs" / "web.png"
+#: the same page at a phone's width
+PHONE_SCREENSHOT = ROOT / "docs" / "web-phone.png"
 #: the PNG text chunk that records which page files the screenshot shows
 STAMP_KEY = b"tinytcp-page-sha256"
 

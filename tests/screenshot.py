@@ -1,4 +1,4 @@
-"""Take docs/web.png: the page in headless Chromium, mid-conversation with a socket client.
+"""Take docs/web.png and docs/web-phone.png: the page in headless Chromium, mid-conversation with a socket client.
 
 Run ``.venv/bin/python -m tests.screenshot`` after changing anything in tinytcp/web/static/;
 the PNG records a digest of those files, and tests/test_browser.py fails when it is stale.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.browser import MISSING, SCREENSHOT, chromium, page_digest, stamp_png, text_of, wait_for
+from tests.browser import MISSING, PHONE_SCREENSHOT, SCREENSHOT, chromium, page_digest, stamp_png, text_of, wait_for
 from tests.support import RunningServer, read_lines
 
 
@@ -41,11 +41,15 @@ def main() -> int:
             wait_for(driver, lambda d: "online\n3" in text_of(d, "status"), what="the status")
             driver.execute_script("window.scrollTo(0, 0)")
             png = driver.get_screenshot_as_png()
+            driver.set_window_size(390, 844)
+            driver.execute_script("document.getElementById('message').focus(); window.scrollTo(0, 0)")
+            phone = driver.get_screenshot_as_png()
     finally:
         driver.quit()
         server.stop()
-    SCREENSHOT.write_bytes(stamp_png(png, page_digest()))
-    print(f"wrote {SCREENSHOT} ({len(png)} bytes)")
+    for path, image in ((SCREENSHOT, png), (PHONE_SCREENSHOT, phone)):
+        path.write_bytes(stamp_png(image, page_digest()))
+        print(f"wrote {path} ({len(image)} bytes)")
     return 0
 
 

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.browser import (
     MISSING,
+    PHONE_SCREENSHOT,
     ROOT,
     SCREENSHOT,
     chromium,
@@ -149,9 +150,10 @@ class BrowserTests(SynchronousTestCase):
 
 
 class ScreenshotTests(SynchronousTestCase):
-    def test_the_screenshot_in_the_docs_shows_the_current_page(self) -> None:
-        self.assertEqual(
-            png_stamp(SCREENSHOT.read_bytes()),
-            page_digest(),
-            "tinytcp/web/static/ changed since docs/web.png was taken: run .venv/bin/python -m tests.screenshot",
-        )
+    def test_the_screenshots_in_the_docs_show_the_current_page(self) -> None:
+        for path in (SCREENSHOT, PHONE_SCREENSHOT):
+            self.assertEqual(
+                png_stamp(path.read_bytes()),
+                page_digest(),
+                f"tinytcp/web/static/ changed since docs/{path.name} was taken: run python -m tests.screenshot",
+            )
