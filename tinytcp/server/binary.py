@@ -44,21 +44,24 @@ class BinaryProtocol(Connection):
         self.start()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.frames.held = bytearray()
+        self.frames.clear()
         Connection.connectionLost(self, reason)
 
     def receive(self, data: bytes) -> None:
-        if self.frames.held:
+        if self.frames.have:
             joined = self.frames.join(data)
             if joined is None:
                 return
-            data = joined
-        self.answer_from((data, 0))
+            first, data = joined
+            self.answer_from((data, 0, first))
+        else:
+            self.answer_from((data, 0, None))
 
-    def answer_from(self, pending: tuple[bytes, int]) -> None:
-        """Answer the frames of ``data`` from ``offset`` on (``pending``), cutting them inline
-        as ``FrameSplitter.cut`` does; stop when the transport's buffer passes its mark or a
-        reply is a Deferred, holding ``(data, offset)`` of the next frame.
+    def answer_from(self, pending: tuple[bytes, int, tuple[int, bytes] | None]) -> None:
+        """Answer ``first`` (a frame that spanned reads, already cut), then the frames of
+        ``data`` from ``offset`` on (``pending``), cutting them inline as ``FrameSplitter.cut``
+        does; stop when the transport's buffer passes its mark or a reply is a Deferred,
+        holding ``(data, offset, None)`` of the next frame.
 
         As in text mode, the loop dispatches through the core's table and frames a handler's
         payload with its command's code, with no Reply on the way of a successful request;
@@ -72,22 +75,29 @@ class BinaryProtocol(Connection):
         calls = core.calls
         pack = HEADER.pack
         verbose = self._verbose
-        data, offset = pending
+        data, offset, first = pending
         frames = self.frames
         size = len(data)
         unpack = HEADER.unpack_from
         max_frame = frames.max_frame
         code: Any
-        while size - offset >= HEADER_SIZE:
-            code, length = unpack(data, offset)
-            if length > max_frame:
-                frames.too_large = (code, length)
-                break
-            end = offset + HEADER_SIZE + length
-            if end > size:
-                break
-            payload: Any = data[offset + HEADER_SIZE : end]
-            offset = end
+        payload: Any
+        while True:
+            if first is not None:
+                code, payload = first
+                first = None
+            else:
+                if size - offset < HEADER_SIZE:
+                    break
+                code, length = unpack(data, offset)
+                if length > max_frame:
+                    frames.too_large = (code, length)
+                    break
+                end = offset + HEADER_SIZE + length
+                if end > size:
+                    break
+                payload = data[offset + HEADER_SIZE : end]
+                offset = end
             if verbose:
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
             session.requests += 1
@@ -101,7 +111,7 @@ class BinaryProtocol(Connection):
             if answer.__class__ is not bytes:
                 if answer.__class__ is not Reply:
                     self._flush(out)
-                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset))
+                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
                     return
                 reply, code, answer = answer, answer.code, answer.payload
                 if code == Code.ERROR:
@@ -126,7 +136,7 @@ class BinaryProtocol(Connection):
                 out = []
                 unflushed = 0
                 if self.writes_paused:
-                    self.hold((data, offset))
+                    self.hold((data, offset, None))
                     return
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
