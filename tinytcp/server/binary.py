@@ -23,6 +23,8 @@ from tinytcp.server.state import Server
 log = Logger(namespace="tinytcp")
 
 UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+_pack = HEADER.pack
+_unpack = HEADER.unpack_from
 
 #: payloads at least this long are written as their own piece, not copied behind a header
 LARGE_PAYLOAD = 16 * 1024
@@ -39,6 +41,10 @@ class BinaryProtocol(Connection):
         self.max_frame = server.settings.max_frame
         self.frames = FrameSplitter(self.max_frame)
         self._verbose = server.settings.verbose
+        # what the request loop reaches for on every read, one attribute away
+        self._core = server.core
+        self._handlers = server.core.frame_handlers
+        self._calls = server.core.calls
 
     def connectionMade(self) -> None:
         self.start()
@@ -47,7 +53,16 @@ class BinaryProtocol(Connection):
         self.frames.clear()
         Connection.connectionLost(self, reason)
 
-    def receive(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        # the idle clock: only a timestamp (moving the timer on every read would cost more
+        # than the rest of a one-request read; timeoutConnection moves it when it fires)
+        self._active = True
+        self.last_active = self._now()
+        if self.backlog is not None or self.writes_paused or self.waiting:
+            self.read_later(data)
+            return
         if self.frames.have:
             joined = self.frames.join(data)
             if joined is None:
@@ -69,17 +84,15 @@ class BinaryProtocol(Connection):
         """
         out: list[bytes] = []
         unflushed = 0
-        core = self.server.core
+        core = self._core
         session = self.session
-        handlers = core.frame_handlers
-        calls = core.calls
-        pack = HEADER.pack
+        handlers = self._handlers
+        calls = self._calls
         verbose = self._verbose
         data, offset, first = pending
         frames = self.frames
         size = len(data)
-        unpack = HEADER.unpack_from
-        max_frame = frames.max_frame
+        max_frame = self.max_frame
         code: Any
         payload: Any
         while True:
@@ -89,7 +102,7 @@ class BinaryProtocol(Connection):
             else:
                 if size - offset < HEADER_SIZE:
                     break
-                code, length = unpack(data, offset)
+                code, length = _unpack(data, offset)
                 if length > max_frame:
                     frames.too_large = (code, length)
                     break
@@ -117,7 +130,7 @@ class BinaryProtocol(Connection):
                 if code == Code.ERROR:
                     self.log_error(answer.decode("ascii"))
                 elif reply.close:
-                    out.append(pack(code, len(answer)) + answer)
+                    out.append(_pack(code, len(answer)) + answer)
                     self._flush(out)
                     self.hang_up("client said QUIT")
                     return
@@ -125,11 +138,11 @@ class BinaryProtocol(Connection):
                 log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
             length = len(answer)
             if length < LARGE_PAYLOAD:
-                out.append(pack(code, length) + answer)
+                out.append(_pack(code, length) + answer)
             else:
                 self._flush(out)
                 out = []
-                self.transport.writeSequence((pack(code, length), answer))
+                self.transport.writeSequence((_pack(code, length), answer))
             unflushed += length
             if unflushed >= FLUSH_SIZE:
                 self._flush(out)
