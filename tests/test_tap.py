@@ -173,6 +173,18 @@ class MakeServiceTests(TestCase):
 
 
 class WebOptionsTests(SynchronousTestCase):
+    def test_older_twisted_is_a_clear_startup_error(self) -> None:
+        from twisted.python.versions import Version
+
+        import twisted
+
+        self.patch(twisted, "version", Version("Twisted", 25, 5, 0))
+        self.patch(twisted, "__version__", "25.5.0")
+        with self.assertRaises(SystemExit) as caught:
+            parse("--web-port", "8080")
+        self.assertIn("--web-port: needs Twisted 26.10 or later (this is 25.5.0)", str(caught.exception))
+        self.assertEqual(parse("--port", "40000")["web-port"], [])
+
     def test_web_port_is_off_by_default(self) -> None:
         options = parse()
         self.assertEqual((options["web-port"], options["web-origin"]), ([], []))
