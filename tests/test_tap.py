@@ -73,3 +73,24 @@ class ServiceTests(SynchronousTestCase):
 
     def test_make_service_from_options(self) -> None:
         self.assertTrue(IService.providedBy(makeService(parse("--binary-port", "none"))))
+
+
+class ClientCertificateOptionTests(SynchronousTestCase):
+    def test_client_ca_is_loaded_at_startup(self) -> None:
+        import shutil
+
+        from tests.certs import make_pki
+
+        pki = make_pki()
+        self.addCleanup(shutil.rmtree, pki.folder, True)
+        settings = settings_from(parse("--client-ca", pki.ca, "--require-client-cert"))
+        self.assertEqual((settings.client_ca, settings.require_client_cert), (pki.ca, True))
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--client-ca", pki.server_key)
+        self.assertIn("no PEM certificate", str(caught.exception))
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--client-ca", pki.folder + "/missing")
+        self.assertIn("No such file", str(caught.exception))
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--require-client-cert")
+        self.assertEqual(str(caught.exception), "--require-client-cert needs --client-ca")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IHandshakeListener, INegotiated, IReactorTime
@@ -23,6 +23,9 @@ from zope.interface import implementer
 from tinytcp import __version__
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import BYE, Core, Reply, Session, error, no_push
+
+if TYPE_CHECKING:
+    from tinytcp.server.tls import ClientCertificates
 
 log = Logger(namespace="tinytcp")
 
@@ -47,6 +50,10 @@ class Settings:
     idle_timeout: float = 300.0
     shutdown_grace: float = 5.0
     verbose: bool = False
+    #: PEM file of the CAs whose client certificates TLS listeners accept (mutual TLS)
+    client_ca: str | None = None
+    #: TLS listeners refuse clients without such a certificate (needs client_ca)
+    require_client_cert: bool = False
 
 
 def describe_peer(address: IAddress) -> str:
@@ -76,6 +83,11 @@ class Server:
         self.max_pending = max(settings.max_pending, settings.max_frame + REPLY_ROOM)
         self.stopping = False
         self._drained: list[defer.Deferred[None]] = []
+        self.client_certificates: ClientCertificates | None = None
+        if settings.client_ca is not None:
+            from tinytcp.server.tls import ClientCertificates
+
+            self.client_certificates = ClientCertificates(settings.client_ca, settings.require_client_cert)
 
     def add(self, connection: Connection) -> None:
         self.connections.add(connection)
@@ -168,6 +180,8 @@ class Connection(TimeoutMixin):
         # the handshake (the WELCOME line): pausing would stop reading the handshake itself
         if not INegotiated.providedBy(self.transport):
             self.transport.registerProducer(self, True)
+        elif server.client_certificates is not None:
+            server.client_certificates.ask(self.transport)
         log.info("{peer} connected ({mode})", peer=self.peer, mode=self.mode)
         return True
 

@@ -39,9 +39,17 @@ class Options(usage.Options):
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
+        ["require-client-cert", None, "TLS listeners refuse clients without a certificate from --client-ca."],
     ]
     optParameters = [
         ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
+        [
+            "client-ca",
+            None,
+            None,
+            "PEM file of CAs: TLS listeners ask clients for a certificate and accept only those these CAs signed"
+            " (mutual TLS; optional for the client unless --require-client-cert).",
+        ],
         [
             "max-line",
             None,
@@ -111,6 +119,17 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        if self["require-client-cert"] and not self["client-ca"]:
+            raise usage.UsageError("--require-client-cert needs --client-ca")
+        if self["client-ca"]:
+            try:
+                from tinytcp.server.tls import ClientCertificates
+
+                ClientCertificates(self["client-ca"], bool(self["require-client-cert"]))
+            except ImportError:
+                raise usage.UsageError("--client-ca needs pyOpenSSL: pip install 'tinytcp[tls]'") from None
+            except (OSError, ValueError) as problem:
+                raise usage.UsageError(f"--client-ca {self['client-ca']}: {problem}") from None
         use_tinytcp_reactor()
         from twisted.internet import reactor
 
@@ -148,6 +167,8 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         idle_timeout=options["idle-timeout"],
         shutdown_grace=options["shutdown-grace"],
         verbose=bool(options["verbose"]),
+        client_ca=options["client-ca"],
+        require_client_cert=bool(options["require-client-cert"]),
     )
 
 
