@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import regex
 
@@ -38,9 +39,13 @@ def no_push(data: bytes) -> None:
 
 
 class Session:
-    """What the core knows of one connection: counters, chat identity, and how to push to it."""
+    """What the core knows of one connection: counters, chat identity, and how to push to it.
 
-    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push")
+    ``address`` (the peer's IAddress) and ``tls`` tell the account commands whether
+    credentials may cross this connection; ``user`` is the logged-in user name.
+    """
+
+    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push", "address", "tls", "user")
 
     def __init__(
         self,
@@ -54,9 +59,13 @@ class Session:
         self.mode = mode
         self.encode = encode
         self.push = push
+        self.address: Any = None
+        self.tls = False
+        self.user: bytes | None = None
 
 
-Handler = Callable[["Core", Session, "bytes | None"], Reply]
+#: a handler answers at once, or later with a Deferred[Reply] (accounts: hashing runs in a thread)
+Handler = Callable[["Core", Session, "bytes | None"], Any]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ IDLE_TIMEOUT = "IDLE_TIMEOUT"
 BUSY = "BUSY"
 NICK_TAKEN = "NICK_TAKEN"
 SLOW_CONSUMER = "SLOW_CONSUMER"
+AUTH_FAILED = "AUTH_FAILED"
+AUTH_REQUIRED = "AUTH_REQUIRED"
+REGISTER_DISABLED = "REGISTER_DISABLED"
+NICK_RESERVED = "NICK_RESERVED"
+LOGGED_IN = "LOGGED_IN"
+RATE_LIMITED = "RATE_LIMITED"
+TLS_REQUIRED = "TLS_REQUIRED"
+DENIED = "DENIED"
 
 #: name -> when it is sent; docs/protocol.md carries the same table.
 ERRORS: dict[str, str] = {
@@ -25,4 +33,12 @@ ERRORS: dict[str, str] = {
     BUSY: "--max-connections connections are already open; this one closes at once",
     NICK_TAKEN: "NICK names a nick another client holds (ignoring case)",
     SLOW_CONSUMER: "the client left more than --max-pending bytes of pushed messages unread; the connection closes",
+    AUTH_FAILED: "LOGIN with an unknown user or a wrong password (the same reply for both)",
+    AUTH_REQUIRED: "--require-login: a command other than LOGIN, REGISTER, HELP or QUIT before LOGIN",
+    REGISTER_DISABLED: "REGISTER while self-registration is off (--require-login without --allow-register, or --auth)",
+    NICK_RESERVED: "NICK names a registered user name (ignoring case) that is not the client's own",
+    LOGGED_IN: "NICK while logged in: a logged-in user chats under the user name",
+    RATE_LIMITED: "too many failed LOGINs from this address or for this user; wait and retry",
+    TLS_REQUIRED: "LOGIN or REGISTER over plain TCP from a non-loopback address",
+    DENIED: "protected mode: a non-loopback client while login is not required; sent with a hint, then closes",
 }

@@ -18,6 +18,10 @@ class Code:
     NICK = 6
     SAY = 7
     WHO = 8
+    # 9 is INFO
+    REGISTER = 10
+    LOGIN = 11
+    LOGOUT = 12
     #: a message the server pushes on its own (chat, notices); never a reply to a request
     MSG = 0x80
     ERROR = 0xFF

@@ -24,6 +24,9 @@ TEXT_PREFIX: dict[int, bytes] = {
     Code.NICK: b"NICK ",
     Code.SAY: b"SAID ",
     Code.WHO: b"WHO ",
+    Code.REGISTER: b"REGISTER ",
+    Code.LOGIN: b"LOGIN ",
+    Code.LOGOUT: b"LOGOUT ",
     Code.ERROR: b"ERROR ",
     Code.MSG: b"MSG ",
 }
@@ -70,6 +73,8 @@ def parse_text_reply(line: bytes) -> Reply:
         return Reply(Code.WHO, b"")
     if word == b"BYE" and not rest:
         return Reply(Code.QUIT, b"BYE")
+    if word == b"LOGOUT" and not rest:
+        return Reply(Code.LOGOUT, b"")
     code = TEXT_WORD.get(word)
     if code is None:
         return Reply(0, line)

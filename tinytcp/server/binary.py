@@ -6,6 +6,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code
 from tinytcp.protocol.framing import FrameReceiver
@@ -25,8 +26,9 @@ class BinaryProtocol(Connection, FrameReceiver):
         FrameReceiver.__init__(self)
         self.server = server
         self.max_frame = server.settings.max_frame
-        # ECHO frames are their own replies; verbose mode logs each one, so it takes the long way
-        self.mirror_code = None if server.settings.verbose else Code.ECHO
+        # ECHO frames are their own replies; verbose mode logs each one and --require-login checks
+        # each one, so they take the long way
+        self.mirror_code = None if server.settings.verbose or server.settings.require_login else Code.ECHO
 
     def connectionMade(self) -> None:
         self.open_connection()
@@ -45,7 +47,8 @@ class BinaryProtocol(Connection, FrameReceiver):
     def frameReceived(self, code: int, payload: bytes) -> None:
         verbose = self.server.settings.verbose
         if verbose:
-            log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
+            shown = loggable_payload(code, payload[:200])
+            log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
         reply = self.server.core.frame_request(self.session, code, payload)
         if reply.code == Code.ERROR:
             log.info("{peer}: ERROR {name}", peer=self.peer, name=reply.payload.decode("ascii"))

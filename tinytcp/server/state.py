@@ -21,8 +21,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tinytcp import __version__
+from tinytcp.auth.network import is_local
 from tinytcp.protocol import errors
-from tinytcp.protocol.core import BYE, Core, Reply, Session, error, no_push
+from tinytcp.protocol.core import BYE, Code, Core, Reply, Session, error, no_push
 
 if TYPE_CHECKING:
     from tinytcp.server.tls import ClientCertificates
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 log = Logger(namespace="tinytcp")
 
 DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
+
+#: sent after ERROR DENIED to a client that protected mode turns away
+PROTECTED_HINT = (
+    b"protected mode: this server serves only clients on its own machine because it does not require login;"
+    b" its operator can add --require-login (accounts, over TLS) or, on a trusted network, --no-protected-mode"
+)
 
 #: --max-pending never goes below --max-frame plus this, so one large reply never looks slow
 REPLY_ROOM = 64 * 1024
@@ -54,6 +61,19 @@ class Settings:
     client_ca: str | None = None
     #: TLS listeners refuse clients without such a certificate (needs client_ca)
     require_client_cert: bool = False
+    #: the SQLite file of accounts; None (and no --auth checker): no REGISTER, LOGIN, LOGOUT
+    accounts: str | None = None
+    require_login: bool = False
+    allow_register: bool = True
+    #: LOGIN and REGISTER over plain TCP from other machines, passwords in clear
+    allow_plaintext_login: bool = False
+    #: without require_login, only clients on this machine are served (Redis' protected mode)
+    protected_mode: bool = True
+    bcrypt_rounds: int = 12
+    #: failed LOGINs per user name, and per peer address, within login_window seconds
+    login_failures: int = 5
+    peer_login_failures: int = 20
+    login_window: float = 300.0
 
 
 def describe_peer(address: IAddress) -> str:
@@ -158,7 +178,9 @@ class Connection(TimeoutMixin):
     def open_connection(self) -> bool:
         """Register a new connection, or refuse it with BUSY; True when it is served."""
         self.session = Session(self.mode, self.encode, self.push)
-        self.peer = describe_peer(self.transport.getPeer())
+        self.session.address = self.transport.getPeer()
+        self.session.tls = INegotiated.providedBy(self.transport)
+        self.peer = describe_peer(self.session.address)
         self.opened = time.monotonic()
         server = self.server
         if len(server.connections) >= server.settings.max_connections or server.stopping:
@@ -169,6 +191,12 @@ class Connection(TimeoutMixin):
                 peer=self.peer,
                 count=len(server.connections),
             )
+            self.transport.loseConnection()
+            return False
+        if server.settings.protected_mode and not server.settings.require_login and not is_local(self.session.address):
+            self.closing = self.refused = True
+            self.transport.write(self.encode(Reply(Code.ERROR, b"DENIED " + PROTECTED_HINT)))
+            log.info("{peer}: closing: not a local client, and login is not required (protected mode)", peer=self.peer)
             self.transport.loseConnection()
             return False
         server.add(self)

@@ -6,9 +6,12 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from tinytcp.auth.service import DEFAULT_ACCOUNTS
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
@@ -20,6 +23,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _rounds(value: str) -> int:
+    number = int(value)
+    if not 4 <= number <= 31:
+        raise ValueError(f"{value} is not between 4 and 31")
+    return number
+
+
 def _non_negative_float(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -27,8 +37,11 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
-class Options(usage.Options):
+class Options(usage.Options, strcred.AuthOptionMixin):
     """twistd tinytcp [options]"""
+
+    #: --auth checkers must check user names and passwords (file:, memory:, unix:, ...)
+    supportedInterfaces = [IUsernamePassword]
 
     synopsis = "[options]"
     longdesc = (
@@ -40,9 +53,59 @@ class Options(usage.Options):
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
         ["require-client-cert", None, "TLS listeners refuse clients without a certificate from --client-ca."],
+        [
+            "require-login",
+            None,
+            "Clients may only LOGIN, REGISTER, HELP and QUIT until logged in (ERROR AUTH_REQUIRED); turns accounts on.",
+        ],
+        [
+            "allow-register",
+            None,
+            "Let clients REGISTER accounts under --require-login (without it, REGISTER is always allowed).",
+        ],
+        [
+            "allow-plaintext-login",
+            None,
+            "Accept LOGIN and REGISTER over plain TCP from other machines (passwords in clear!); by default they"
+            " need TLS, a unix socket or loopback (ERROR TLS_REQUIRED).",
+        ],
+        [
+            "no-protected-mode",
+            None,
+            "Serve clients from other machines even without --require-login (by default they get ERROR DENIED).",
+        ],
     ]
     optParameters = [
         ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
+        [
+            "accounts",
+            None,
+            None,
+            f"SQLite file of accounts (REGISTER, LOGIN, LOGOUT); turns accounts on. With --require-login or"
+            f" --allow-register alone: {DEFAULT_ACCOUNTS} in the working folder.",
+        ],
+        ["bcrypt-rounds", None, Settings.bcrypt_rounds, "bcrypt cost of new password hashes (4-31).", _rounds],
+        [
+            "login-failures",
+            None,
+            Settings.login_failures,
+            "Failed LOGINs per user name within --login-window before ERROR RATE_LIMITED.",
+            _positive_int,
+        ],
+        [
+            "peer-login-failures",
+            None,
+            Settings.peer_login_failures,
+            "Failed LOGINs (and REGISTERs) per client address within --login-window before ERROR RATE_LIMITED.",
+            _positive_int,
+        ],
+        [
+            "login-window",
+            None,
+            Settings.login_window,
+            "Seconds over which failed LOGINs are counted.",
+            _non_negative_float,
+        ],
         [
             "client-ca",
             None,
@@ -119,6 +182,8 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        if self["accounts"] and self.get("credCheckers"):
+            raise usage.UsageError("--auth checks passwords instead of --accounts: give one of them")
         if self["require-client-cert"] and not self["client-ca"]:
             raise usage.UsageError("--require-client-cert needs --client-ca")
         if self["client-ca"]:
@@ -158,6 +223,9 @@ def use_tinytcp_reactor() -> None:
 
 def settings_from(options: Options | dict[str, Any]) -> Settings:
     """The Settings a parsed command line asks for."""
+    accounts = options["accounts"]
+    if accounts is None and not options.get("credCheckers") and (options["require-login"] or options["allow-register"]):
+        accounts = DEFAULT_ACCOUNTS
     return Settings(
         banner=options["banner"],
         max_line=options["max-line"],
@@ -169,9 +237,20 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         verbose=bool(options["verbose"]),
         client_ca=options["client-ca"],
         require_client_cert=bool(options["require-client-cert"]),
+        accounts=accounts,
+        require_login=bool(options["require-login"]),
+        allow_register=bool(options["allow-register"]) or not options["require-login"],
+        allow_plaintext_login=bool(options["allow-plaintext-login"]),
+        protected_mode=not options["no-protected-mode"],
+        bcrypt_rounds=options["bcrypt-rounds"],
+        login_failures=options["login-failures"],
+        peer_login_failures=options["peer-login-failures"],
+        login_window=options["login-window"],
     )
 
 
 def makeService(options: Options) -> IService:
     """What twistd runs: every listener and the shared server state."""
-    return make_service(settings_from(options), options["port"], options["binary-port"])
+    return make_service(
+        settings_from(options), options["port"], options["binary-port"], checkers=options.get("credCheckers")
+    )

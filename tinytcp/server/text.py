@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, error
 from tinytcp.protocol.telnet import DATA, WILL_TIMING_MARK, strip_telnet
@@ -42,8 +43,9 @@ class TextProtocol(Connection, LineReceiver):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.max_line = server.settings.max_line
-        #: answer plain ECHO lines without the core; verbose mode logs each one, so it takes the long way
-        self.echo_fast = not server.settings.verbose
+        #: answer plain ECHO lines without the core; verbose mode logs each one and --require-login
+        #: checks each one, so they take the long way
+        self.echo_fast = not server.settings.verbose and not server.settings.require_login
         #: a read made only of such lines is answered whole, with no loop per line
         self.echo_lines = echo_lines(self.max_line) if self.echo_fast and self.max_line >= 7 else None
         self._pending: list[bytes] = []
@@ -150,7 +152,7 @@ class TextProtocol(Connection, LineReceiver):
             return None
         verbose = self.server.settings.verbose
         if verbose:
-            log.info("{peer} -> {line!r}", peer=self.peer, line=line.rstrip(b"\r"))
+            log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
