@@ -119,7 +119,7 @@ class ChatProtocolTests(SynchronousTestCase):
 
 class SlowConsumerTests(SynchronousTestCase):
     def test_a_client_that_stops_reading_pushes_is_cut_off_and_others_are_not(self) -> None:
-        server = make_server(max_frame=1000, max_pending=2000)
+        server = make_server(max_frame=1000, max_pending=2000, say_rate=0)
         self.assertEqual(server.max_pending, 1000 + 64 * 1024)
         speaker, _ = connect(TextProtocol, server, port=1)
         slow, slow_transport = connect(TextProtocol, server, port=2)
@@ -146,7 +146,7 @@ class SlowConsumerTests(SynchronousTestCase):
         self.assertTrue(reader_transport.value().endswith(b"guest1 still here"))
 
     def test_a_client_that_reads_again_starts_afresh(self) -> None:
-        server = make_server(max_frame=1000, max_pending=0)
+        server = make_server(max_frame=1000, max_pending=0, say_rate=0)
         speaker, _ = connect(TextProtocol, server, port=1)
         listener, transport = connect(TextProtocol, server, port=2)
         message = b"SAY " + b"m" * 30000 + b"\n"

@@ -42,7 +42,7 @@ class ChatEndToEndTests(SynchronousTestCase):
             self.assertEqual(read_lines(lurker, 1), [b"WHO ann +1"])
 
     def test_slow_consumer_is_cut_off_and_nobody_else_waits(self) -> None:
-        server = RunningServer("--max-frame", "1024", "--max-pending", "1")
+        server = RunningServer("--max-frame", "1024", "--max-pending", "1", "--say-rate", "0")
         self.addCleanup(server.stop)
         speaker = server.connect(timeout=60)
         slow = server.connect(timeout=60)

@@ -52,15 +52,20 @@ class ShutdownTests(SynchronousTestCase):
         text.dataReceived(b"ECHO late\n")
         self.assertEqual(transport.value(), b"ECHO 1\r\nECHO 2\r\nECHO 3\r\nBYE\r\n")
 
-    def test_shutdown_reads_even_a_paused_client(self) -> None:
-        server = make_server()
+    def test_shutdown_keeps_backpressure_on_a_client_that_does_not_read(self) -> None:
+        server = make_server(shutdown_grace=5.0)
         text, transport = connect(TextProtocol, server)
         text.pauseProducing()
-        self.assertEqual(transport.producerState, "paused")
         server.shutdown()
+        self.assertEqual(transport.producerState, "paused")
+        server.reactor.advance(1)
+        self.assertFalse(transport.value().endswith(b"BYE\r\n"))  # it may still read its replies
+        text.resumeProducing()
         self.assertEqual(transport.producerState, "producing")
-        text.pauseProducing()
-        self.assertEqual(transport.producerState, "producing")
+        server.reactor.advance(QUIET)
+        server.reactor.advance(QUIET)
+        self.assertTrue(transport.value().endswith(b"BYE\r\n"))
+        self.assertTrue(transport.disconnecting)
 
     def test_new_connections_during_shutdown_are_refused(self) -> None:
         server = make_server()

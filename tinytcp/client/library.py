@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from tinytcp.client.tls import TLSSettings, tls_problem
 from tinytcp.protocol.core import Core
-from tinytcp.protocol.framing import FrameReceiver
+from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import (
     CRLF,
@@ -340,7 +340,7 @@ class TextClient(Client, LineOnlyReceiver):
         return self._send(raw + CRLF, command.code if command is not None else None)
 
 
-class BinaryClient(Client, FrameReceiver):
+class BinaryClient(Client):
     """Binary mode: one frame per request; text-style command lines are turned into frames."""
 
     mode = "binary"
@@ -349,7 +349,8 @@ class BinaryClient(Client, FrameReceiver):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         Client.__init__(self, *args, **kwargs)
-        FrameReceiver.__init__(self)
+        self.frames = FrameSplitter(self.max_frame)
+        self.closing = False
 
     def connectionMade(self) -> None:
         # over TLS, ready once the handshake is done, so a certificate problem fails connect()
@@ -362,11 +363,20 @@ class BinaryClient(Client, FrameReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
-        self._chunks = None
+        self.frames = FrameSplitter(self.max_frame)
         Client.connectionLost(self, reason)
 
-    def frameReceived(self, code: int, payload: bytes) -> None:
-        self._received(Reply(code, payload))
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        frames = self.frames.feed(data)
+        for index in range(0, len(frames), 2):
+            self._received(Reply(frames[index], frames[index + 1]))  # type: ignore[arg-type]
+            if self.closing:
+                return
+        if self.frames.too_large is not None:
+            self.closing = True
+            self.transport.loseConnection()
 
     def request(self, line: str | bytes) -> defer.Deferred[Reply]:
         try:

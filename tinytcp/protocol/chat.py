@@ -3,6 +3,12 @@
 Joining and leaving cost O(1) for clients that never chat, so connection churn never
 fans out; presence notices go only to clients that have taken a nick.  A message is encoded
 once per wire format, whoever receives it.
+
+The room's rules keep one member from hurting the others: a SAY costs one push per member,
+so each member may say at most ``rate`` messages a second after a burst of ``burst``
+(a token bucket, as IRC servers limit floods); text that reaches other people's terminals
+carries no control characters but TAB (C0 and DEL become caret notation, ``^[``; C1 controls
+become U+FFFD); and guest names (``guest<N>``) cannot be taken as nicks.
 """
 
 from __future__ import annotations
@@ -14,6 +20,24 @@ from typing import Any, Protocol
 from tinytcp.protocol.reply import Code, Reply
 
 NICK = re.compile(rb"[A-Za-z0-9_-]{1,32}\Z")
+GUEST = re.compile(rb"guest[0-9]+\Z", re.IGNORECASE)
+#: C0 controls but TAB, DEL, and the C1 controls as UTF-8 (U+0080..U+009F)
+CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")
+REPLACEMENT = "\ufffd".encode()
+
+
+def _shown(match: re.Match[bytes]) -> bytes:
+    control = match.group()
+    if len(control) == 2:
+        return REPLACEMENT
+    return b"^" + bytes([control[0] ^ 0x40])
+
+
+def printable(text: bytes) -> bytes:
+    """``text`` with every control character but TAB made visible (caret notation) or replaced."""
+    if CONTROL.search(text) is None:
+        return text
+    return CONTROL.sub(_shown, text)
 
 
 class Member(Protocol):
@@ -21,6 +45,8 @@ class Member(Protocol):
 
     nick: bytes | None
     guest: int
+    say_tokens: float
+    say_stamp: float
     mode: str
     encode: Callable[[Reply], bytes]
 
@@ -34,10 +60,34 @@ class Room:
         self.members: set[Any] = set()
         self.nicks: dict[bytes, Any] = {}
         self._guests = 0
+        self.rate = 0.0
+        self.burst = 0
+        self.seconds: Callable[[], float] = lambda: 0.0
+
+    def limit_rate(self, rate: float, burst: int, seconds: Callable[[], float]) -> None:
+        """Allow each member ``rate`` SAYs a second after a burst of ``burst`` (rate 0: no limit)."""
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.seconds = seconds
+
+    def may_say(self, member: Member) -> bool:
+        """Take one token from ``member``'s bucket; False when it is empty."""
+        if not self.rate:
+            return True
+        now = self.seconds()
+        tokens = min(self.burst, member.say_tokens + (now - member.say_stamp) * self.rate)
+        member.say_stamp = now
+        if tokens < 1:
+            member.say_tokens = tokens
+            return False
+        member.say_tokens = tokens - 1
+        return True
 
     def join(self, member: Member) -> None:
         self._guests += 1
         member.guest = self._guests
+        member.say_tokens = self.burst
+        member.say_stamp = self.seconds()
         self.members.add(member)
 
     def leave(self, member: Member) -> None:
@@ -55,6 +105,11 @@ class Room:
 
     def valid(self, nick: bytes) -> bool:
         return NICK.match(nick) is not None
+
+    @staticmethod
+    def reserved(nick: bytes) -> bool:
+        """Guest names belong to the guests: ``NICK guest7`` would impersonate one."""
+        return GUEST.match(nick) is not None
 
     def holder(self, nick: bytes) -> Member | None:
         return self.nicks.get(nick.lower())
@@ -83,7 +138,7 @@ class Room:
     def say(self, member: Member, text: bytes) -> int:
         """Deliver ``MSG <name> <text>`` to every other member; how many got it."""
         recipients = [other for other in self.members if other is not member]
-        self.deliver(Reply(Code.MSG, self.name(member) + b" " + text), recipients)
+        self.deliver(Reply(Code.MSG, self.name(member) + b" " + printable(text)), recipients)
         return len(recipients)
 
     def who(self) -> bytes:

@@ -45,7 +45,19 @@ class Session:
     credentials may cross this connection; ``user`` is the logged-in user name.
     """
 
-    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push", "address", "tls", "user")
+    __slots__ = (
+        "requests",
+        "nick",
+        "guest",
+        "mode",
+        "encode",
+        "push",
+        "say_tokens",
+        "say_stamp",
+        "address",
+        "tls",
+        "user",
+    )
 
     def __init__(
         self,
@@ -56,6 +68,8 @@ class Session:
         self.requests = 0
         self.nick: bytes | None = None
         self.guest = 0
+        self.say_tokens = 0.0
+        self.say_stamp = 0.0
         self.mode = mode
         self.encode = encode
         self.push = push
@@ -121,7 +135,7 @@ def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
     if argument is None or not room.valid(argument):
         return error(errors.BAD_ARGUMENTS)
     holder = room.holder(argument)
-    if holder is not None and holder is not session:
+    if (holder is not None and holder is not session) or room.reserved(argument):
         return error(errors.NICK_TAKEN)
     room.rename(session, argument)
     return Reply(Code.NICK, argument)
@@ -135,6 +149,8 @@ def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
         argument.decode("utf-8")
     except UnicodeDecodeError:
         return error(errors.BAD_ENCODING)
+    if not core.room.may_say(session):
+        return error(errors.RATE_LIMITED)
     return Reply(Code.SAY, b"%d" % core.room.say(session, argument))
 
 

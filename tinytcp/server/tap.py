@@ -153,8 +153,24 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "shutdown-grace",
             None,
             Settings.shutdown_grace,
-            "Seconds to wait on stop for clients to take their BYE before aborting them.",
+            "Seconds a closing client (on stop, or closed by the server for any reason) may take to read"
+            " its last replies before it is aborted.",
             _non_negative_float,
+        ],
+        [
+            "say-rate",
+            None,
+            Settings.say_rate,
+            "SAY messages a second each client may send after a burst of --say-burst; faster gets"
+            " ERROR RATE_LIMITED. 0 turns the limit off.",
+            _non_negative_float,
+        ],
+        [
+            "say-burst",
+            None,
+            Settings.say_burst,
+            "SAY messages a client may send at once before --say-rate applies.",
+            _positive_int,
         ],
     ]
 
@@ -234,6 +250,8 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         max_pending=options["max-pending"],
         idle_timeout=options["idle-timeout"],
         shutdown_grace=options["shutdown-grace"],
+        say_rate=options["say-rate"],
+        say_burst=options["say-burst"],
         verbose=bool(options["verbose"]),
         client_ca=options["client-ca"],
         require_client_cert=bool(options["require-client-cert"]),

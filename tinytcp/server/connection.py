@@ -1,0 +1,394 @@
+"""The per-connection base both wire formats share, as four named parts.
+
+- ``Registration``: joining the server's registry and the chat room, the connection limit,
+  and the one log line when the connection ends;
+- ``IdleTimeout``: closing a client that neither sends nor reads for ``--idle-timeout``;
+- ``Backpressure``: the transport's streaming producer, and the request loop's brake: once
+  the transport's write buffer is past its high-water mark, no more requests are answered
+  (not even the rest of the current read) and nothing more is read, until it drains;
+  pushed chat messages count toward ``--max-pending``;
+- ``Drain``: on shutdown, answer what the client already sent, then say BYE.
+
+``Connection`` puts them together with the closing rules every part relies on: a connection
+the server decides to close is aborted if it is still open ``--shutdown-grace`` seconds
+later, whether or not the client reads, so its slot and its buffers are freed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IHandshakeListener, INegotiated
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tinytcp.auth.network import is_local
+from tinytcp.protocol import errors
+from tinytcp.protocol.core import BYE, Session, no_push
+from tinytcp.protocol.reply import Code, Reply, error
+from tinytcp.server.state import PROTECTED_HINT, QUIET, Server, describe_peer
+
+log = Logger(namespace="tinytcp")
+
+#: errors logged per connection before the rest are only counted (a flood of bad input
+#: must not write more log than a few lines per connection)
+LOGGED_ERRORS = 3
+
+#: replies gathered before they are written and the buffer's mark is checked again
+FLUSH_SIZE = 64 * 1024
+
+
+class Registration:
+    """Joining and leaving the server: the registry, the connection limit, the chat room."""
+
+    server: Server
+    transport: Any
+    mode = "?"
+    encode: Callable[[Reply], bytes]
+    peer = "?"
+    opened = 0.0
+    #: no more requests are read or answered (QUIT, an error that closes, shutdown, lost)
+    closing = False
+    refused = False
+    #: errors answered so far, and those not logged (past LOGGED_ERRORS)
+    errors = 0
+
+    def open_connection(self) -> bool:
+        """Register a new connection, or refuse it with BUSY; True when it is served."""
+        self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
+        self.session.address = self.transport.getPeer()
+        self.session.tls = INegotiated.providedBy(self.transport)
+        self.peer = describe_peer(self.session.address)
+        self.opened = time.monotonic()
+        server = self.server
+        if len(server.connections) >= server.settings.max_connections or server.stopping:
+            self.closing = self.refused = True
+            self.transport.write(self.encode(error(errors.BUSY)))
+            log.info(
+                "{peer}: closing: refused, {count} connections open (--max-connections)",
+                peer=self.peer,
+                count=len(server.connections),
+            )
+            self.transport.loseConnection()
+            return False
+        if server.settings.protected_mode and not server.settings.require_login and not is_local(self.session.address):
+            self.closing = self.refused = True
+            self.transport.write(self.encode(Reply(Code.ERROR, b"DENIED " + PROTECTED_HINT)))
+            log.info("{peer}: closing: not a local client, and login is not required (protected mode)", peer=self.peer)
+            self.transport.loseConnection()
+            return False
+        server.add(self)  # type: ignore[arg-type]
+        server.core.room.join(self.session)
+        return True
+
+    def close_connection(self, reason: Failure) -> None:
+        """The transport is gone: leave the registry and the room, log one line."""
+        self.closing = True
+        if self.refused:
+            return
+        self.server.core.room.leave(self.session)
+        # the session points back at this protocol (push): break the cycle so that
+        # refcounting, not an occasional full GC, frees a closed connection at once
+        self.session.push = no_push
+        self.server.remove(self)  # type: ignore[arg-type]
+        unlogged = max(0, self.errors - LOGGED_ERRORS)
+        log.info(
+            "{peer} disconnected after {duration:.3f}s, {requests} requests{unlogged} ({why})",
+            peer=self.peer,
+            duration=time.monotonic() - self.opened,
+            requests=self.session.requests,
+            unlogged=f", {unlogged} more errors not logged" if unlogged else "",
+            why=reason.getErrorMessage(),
+        )
+
+    def log_error(self, name: str) -> None:
+        """Log an ERROR sent to this client: the first few, then only count them."""
+        self.errors += 1
+        if self.errors <= LOGGED_ERRORS:
+            log.info("{peer}: ERROR {name}", peer=self.peer, name=name)
+            if self.errors == LOGGED_ERRORS:
+                log.info("{peer}: further errors are counted, not logged", peer=self.peer)
+
+
+class IdleTimeout(TimeoutMixin):
+    """Close a client that neither sends nor reads for ``--idle-timeout`` seconds."""
+
+    server: Server
+    closing: bool
+    #: ``Server.seconds()`` when the client last sent something or read replies that waited
+    last_active = 0.0
+    #: set by every read; the shutdown drain watches it
+    _active = False
+
+    def start_idle_timer(self) -> None:
+        self.callLater = self.server.reactor.callLater
+        self.last_active = self.server.seconds()
+        self.setTimeout(self.server.settings.idle_timeout or None)
+
+    def activity(self) -> None:
+        """The client sent something: restart the idle clock.
+
+        Only a timestamp: moving the timer on every read costs more than the rest of a
+        one-request read; timeoutConnection moves it when it fires.
+        """
+        self._active = True
+        self.last_active = self.server.seconds()
+
+    def timeoutConnection(self) -> None:
+        if self.closing:
+            return
+        limit = self.server.settings.idle_timeout
+        idle = self.server.seconds() - self.last_active
+        if idle < limit:
+            # active since the timer was set: wait for the rest of the period from then
+            self.setTimeout(limit - idle)
+        else:
+            self.send_error(errors.IDLE_TIMEOUT)  # type: ignore[attr-defined]
+            self.hang_up(f"idle for {limit:g}s (--idle-timeout)")  # type: ignore[attr-defined]
+
+
+class Backpressure:
+    """The transport's streaming producer, and the brake on the request loop.
+
+    The transport calls ``pauseProducing`` when its buffer passes the high-water mark (64 KiB)
+    and ``resumeProducing`` once it drains.  While paused the server neither reads nor answers:
+    requests already read wait in ``backlog`` (complete requests of the reads so far) and are
+    answered, in order, on resume.  A command may also answer with a Deferred: the requests
+    after it wait the same way until it fires.  So what a client costs is bounded by the mark,
+    one flush of replies, one read and its partial request, whatever it sends.
+    """
+
+    server: Server
+    transport: Any
+    closing: bool
+    finishing = False
+    last_active: float
+    _active: bool
+    #: the buffer is past its mark; pushes since then are counted against --max-pending
+    writes_paused = False
+    _unread_pushes = 0
+    #: a command's reply is a Deferred that has not fired yet
+    waiting = False
+    #: requests read but not answered yet, and the index of the next one
+    backlog: list[Any] | None = None
+    backlog_index = 0
+
+    #: what to do once every request read so far is answered (the close after a request
+    #: over the size limit, which must come after the replies to the requests before it)
+    then: Callable[[], None] | None = None
+
+    def serve(self, requests: list[Any]) -> None:
+        """Answer the requests of one read, or queue them behind those still waiting."""
+        if self.backlog is not None or self.blocked:
+            self.queue(requests)
+        elif requests:
+            self.answer_from(requests, 0)
+        else:
+            self.answered()
+
+    def answer_from(self, requests: list[Any], index: int) -> None:
+        """Answer ``requests[index:]`` (each protocol's loop); call ``answered`` when done."""
+        raise NotImplementedError
+
+    def answered(self) -> None:
+        """Every request read so far is answered."""
+        if self.then is not None and not self.closing:
+            then, self.then = self.then, None
+            then()
+
+    @property
+    def blocked(self) -> bool:
+        """No request may be answered now."""
+        return self.writes_paused or self.waiting
+
+    def hold(self, requests: list[Any], index: int) -> None:
+        """Keep ``requests[index:]`` for later, and stop reading until they are answered."""
+        if index < len(requests):
+            self.backlog = requests
+            self.backlog_index = index
+        self.transport.pauseProducing()
+
+    def queue(self, requests: list[Any]) -> None:
+        """Requests read while blocked go behind the backlog (a transport may deliver a read
+        already under way when it is paused)."""
+        if self.backlog is None:
+            self.backlog, self.backlog_index = requests, 0
+        else:
+            self.backlog.extend(requests)
+
+    def wait_for(self, reply: defer.Deferred[Reply], requests: list[Any], index: int) -> None:
+        """A command answers later: hold ``requests[index:]`` until its reply is sent."""
+        self.waiting = True
+        self.hold(requests, index)
+        reply.addCallbacks(self._deferred_reply, self._deferred_failure)
+
+    def _deferred_reply(self, reply: Reply) -> None:
+        self.waiting = False
+        if self.closing:
+            return
+        self.send(self.encode(reply))  # type: ignore[attr-defined]
+        if reply.close:
+            self.hang_up("client said QUIT")  # type: ignore[attr-defined]
+            return
+        self.carry_on()
+
+    def _deferred_failure(self, failure: Failure) -> None:
+        log.failure("{peer}: a command failed", failure, peer=self.peer)  # type: ignore[attr-defined]
+        self._deferred_reply(error(errors.INTERNAL_ERROR))
+
+    def carry_on(self) -> None:
+        """Answer what waits, then read again unless something blocks once more."""
+        if self.backlog is not None and not self.blocked and not self.closing:
+            requests, index = self.backlog, self.backlog_index
+            self.backlog = None
+            self.answer_from(requests, index)
+        elif self.backlog is None and not self.blocked:
+            self.answered()
+        if not self.blocked and not self.closing and self.backlog is None:
+            self.transport.resumeProducing()
+
+    def push(self, data: bytes) -> None:
+        """Send a message the client did not ask for (chat); a client that lets more than
+        --max-pending bytes of them pile up unread is a slow consumer and is disconnected."""
+        if self.closing:
+            return
+        if self.writes_paused:
+            self._unread_pushes += len(data)
+            if self._unread_pushes > self.server.max_pending:
+                self.send_error(errors.SLOW_CONSUMER)  # type: ignore[attr-defined]
+                why = f"over {self.server.max_pending} bytes of pushed messages unread (--max-pending)"
+                self.hang_up(why)  # type: ignore[attr-defined]
+                return
+        self.send(data)
+
+    def send(self, data: bytes) -> None:
+        """Write replies and pushes; on tinytcp's TCP listeners the transport sends them at once
+        when nothing is queued (tinytcp/server/transport.py)."""
+        self.transport.write(data)
+
+    # IPushProducer, for the transport
+    def pauseProducing(self) -> None:
+        # the transport calls this on every write while its buffer is full: count from the first
+        if not self.writes_paused:
+            self.writes_paused = True
+            self._unread_pushes = 0
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.writes_paused = False
+        self.last_active = self.server.seconds()
+        self._active = True
+        self.carry_on()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost does the cleanup."""
+
+
+class Drain:
+    """On shutdown: answer what the client has already sent, then say BYE.
+
+    Reading goes on until the client has sent nothing for ``QUIET`` seconds, so requests
+    already in the socket are answered and the close sends no RST over them.  Backpressure
+    stays on: a client that does not read its replies is not read either, and is waited for
+    (it may read later) until ``Server.shutdown`` aborts whoever is still open after
+    ``--shutdown-grace``.
+    """
+
+    server: Server
+    transport: Any
+    closing: bool
+    finishing = False
+    _active: bool
+    blocked: bool
+    backlog: list[Any] | None
+
+    def finish(self) -> None:
+        if self.closing:
+            return
+        self.finishing = True
+        self._active = False
+        self.server.reactor.callLater(QUIET, self._finish_when_quiet)
+
+    def _finish_when_quiet(self) -> None:
+        if self.closing:
+            return
+        if self._active or self.blocked or self.backlog is not None:
+            self._active = False
+            self.server.reactor.callLater(QUIET, self._finish_when_quiet)
+            return
+        self.say_goodbye()
+
+    def say_goodbye(self) -> None:
+        """Tell the client the server is stopping, and close."""
+        if not self.closing:
+            self.transport.write(self.encode(BYE))  # type: ignore[attr-defined]
+            self.hang_up("server shutting down")  # type: ignore[attr-defined]
+
+
+@implementer(IHandshakeListener)
+class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
+    """One client of either wire format: the four parts, and how a connection closes."""
+
+    _abort_call: Any = None
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def start(self) -> bool:
+        """connectionMade's shared half: register, start the idle clock, produce for the
+        transport; False when the connection was refused."""
+        if not self.open_connection():
+            return False
+        self.start_idle_timer()
+        # over TLS, the TLS layer pauses its producer while it holds what was written before
+        # the handshake (the WELCOME line): pausing would stop reading the handshake itself
+        if not INegotiated.providedBy(self.transport):
+            self.transport.registerProducer(self, True)
+        elif self.server.client_certificates is not None:
+            self.server.client_certificates.ask(self.transport)
+        log.info("{peer} connected ({mode})", peer=self.peer, mode=self.mode)
+        return True
+
+    def handshakeCompleted(self) -> None:
+        """TLS only: the handshake is done, so backpressure can begin (see start)."""
+        if not self.closing:
+            self.transport.registerProducer(self, True)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.backlog = None
+        self.setTimeout(None)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self.close_connection(reason)
+
+    def send_error(self, name: str) -> None:
+        self.log_error(name)
+        self.transport.write(self.encode(error(name)))
+
+    def hang_up(self, why: str) -> None:
+        """Close on the server's own initiative: flush what is queued, and abort if the client
+        has not taken it within --shutdown-grace (it may never read)."""
+        self.closing = True
+        self.backlog = None
+        # out of the room now, not when the last bytes drain: a closing client gets no more
+        # messages, so SAY must not count it and the others should see it leave
+        self.server.core.room.leave(self.session)
+        log.info("{peer}: closing: {why}", peer=self.peer, why=why)
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        if self._abort_call is None:
+            self._abort_call = self.server.reactor.callLater(self.server.settings.shutdown_grace, self._abort)
+
+    def _abort(self) -> None:
+        log.info(
+            "{peer}: aborting: still open {grace:g}s after closing (--shutdown-grace)",
+            peer=self.peer,
+            grace=self.server.settings.shutdown_grace,
+        )
+        self.transport.abortConnection()
