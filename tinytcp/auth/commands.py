@@ -214,7 +214,11 @@ class Accounts:
         name, password = given
         peer, user = peer_key(session.address), name.lower()
         if self.peer_limiter.blocked(peer) or self.user_limiter.blocked(user):
-            log.info("{peer}: LOGIN for {user} refused: too many failures", peer=_describe(session), user=name)
+            log.info(
+                "{peer}: LOGIN for {user} refused: too many failures",
+                peer=_describe(session),
+                user=name.decode("ascii"),
+            )
             return error(errors.RATE_LIMITED)
         checking = self.portal.login(UsernamePassword(name, password), None, IAccount)
 
@@ -229,7 +233,7 @@ class Accounts:
                 log.failure("LOGIN check failed", failure)
             self.peer_limiter.failed(peer)
             self.user_limiter.failed(user)
-            log.info("{peer}: LOGIN failed for {user}", peer=_describe(session), user=name)
+            log.info("{peer}: LOGIN failed for {user}", peer=_describe(session), user=name.decode("ascii"))
             return task.deferLater(self.reactor, self.policy.failure_delay, error, errors.AUTH_FAILED)
 
         return checking.addCallbacks(succeeded, failed)

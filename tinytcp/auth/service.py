@@ -1,4 +1,8 @@
-"""Accounts in a running server: the thread pool runner, the SQLite store opened at start.
+"""Accounts in a running server: the hashing thread pool, the SQLite store opened at start.
+
+Hashing gets its own pool, one thread fewer than the machine has cores (at least one), so
+that a burst of LOGINs queues for those threads and never takes the reactor's core: other
+clients keep their round trips while bcrypt works.
 
 The store is opened when the service starts, after twistd has moved to its working folder
 (``--rundir``), so a relative ``--accounts`` path lands there.  Reading the registered
@@ -8,12 +12,14 @@ is served.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from tinytcp.auth.commands import Accounts, Policy
 from tinytcp.auth.cred import AccountChecker, known_names, portal_for
@@ -23,9 +29,14 @@ log = Logger(namespace="tinytcp")
 DEFAULT_ACCOUNTS = "accounts.sqlite3"
 
 
-def thread_runner(reactor: Any) -> Any:
-    """``run(f, *args) -> Deferred``: f in the reactor's thread pool."""
-    return partial(threads.deferToThreadPool, reactor, reactor.getThreadPool())
+def hashing_threads() -> int:
+    """Threads for hashing: every core but the reactor's, and at least one."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def pool_runner(reactor: Any, pool: ThreadPool) -> Any:
+    """``run(f, *args) -> Deferred``: f in ``pool``."""
+    return partial(threads.deferToThreadPool, reactor, pool)
 
 
 class AccountsService(Service):
@@ -36,10 +47,17 @@ class AccountsService(Service):
         self.path = path
         self.rounds = rounds
         self.checkers = checkers or []
+        self.pool = ThreadPool(0, hashing_threads(), "tinytcp-accounts")
 
     def startService(self) -> None:
         super().startService()
         accounts = self.accounts
+        self.pool.start()
+        # stopped with the reactor, not with this service: LOGINs still being answered
+        # during the shutdown drain need their threads
+        reactor = accounts.reactor
+        reactor.addSystemEventTrigger("during", "shutdown", self.pool.stop)  # type: ignore[attr-defined]
+        accounts.run = pool_runner(reactor, self.pool)
         if self.checkers:
             accounts.portal = portal_for(self.checkers)
             for checker in self.checkers:
@@ -57,5 +75,9 @@ class AccountsService(Service):
 
 
 def make_accounts(policy: Policy, reactor: Any) -> Accounts:
-    """Accounts with no checker yet: AccountsService supplies it when the server starts."""
-    return Accounts(portal_for([]), policy, reactor, thread_runner(reactor))
+    """Accounts with no checker or threads yet: AccountsService supplies them when the server starts."""
+    return Accounts(portal_for([]), policy, reactor, _not_started)
+
+
+def _not_started(f: Any, *args: Any) -> defer.Deferred[Any]:
+    return defer.fail(RuntimeError("the accounts service has not started"))

@@ -22,6 +22,7 @@ from twisted.internet import defer, endpoints, error
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from tinytcp.auth.commands import loggable_line
 from tinytcp.client.library import (
     Client,
     ConnectionClosed,
@@ -188,8 +189,8 @@ def complain(text: str) -> None:
 
 
 def shown(line: bytes) -> str:
-    """A request line as printed in messages and the transcript."""
-    return line.decode("utf-8", "backslashreplace")
+    """A request line as printed in messages and the transcript (never a password)."""
+    return loggable_line(line).decode("utf-8", "backslashreplace")
 
 
 def address(host: str, port: int) -> str:

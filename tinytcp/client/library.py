@@ -24,8 +24,9 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tinytcp.auth.commands import ACCOUNT_COMMANDS
 from tinytcp.client.tls import TLSSettings, tls_problem
-from tinytcp.protocol.core import Core
+from tinytcp.protocol.core import COMMANDS, Core
 from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import (
@@ -40,8 +41,9 @@ from tinytcp.protocol.wire import (
 MessageCallback = Callable[[Reply], object]
 CloseCallback = Callable[[Failure], object]
 
-#: command word (upper case, aliases included) -> command, as the server looks it up
-COMMANDS_BY_NAME = Core().by_name
+#: command word (upper case, aliases included) -> command, as the server looks it up (with
+#: the account commands, which servers without accounts answer with UNKNOWN_COMMAND)
+COMMANDS_BY_NAME = Core(commands=COMMANDS + ACCOUNT_COMMANDS).by_name
 
 MODES = ("text", "binary")
 
