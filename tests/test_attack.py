@@ -321,3 +321,175 @@ class LimitEndToEndTests(SynchronousTestCase):
                 read_until_closed(sock), encode_frame(1, b"x" * 1000) + encode_frame(0xFF, b"FRAME_TOO_LARGE")
             )
         server.wait_for_log(r"closing: frame of 1001 bytes is over --max-frame \(1000\)")
+
+
+def nick_clients(server: RunningServer, count: int) -> list[socket.socket]:
+    """``count`` text clients that took a nick (the test closes them)."""
+    clients = []
+    for i in range(count):
+        sock = server.connect()
+        sock.sendall(b"NICK member%d\n" % i)
+        read_until(sock, b"NICK member%d\r\n" % i)
+        clients.append(sock)
+    return clients
+
+
+def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+    """Read until ``wanted`` has arrived (pushed chat messages may come first)."""
+    data = b""
+    while wanted not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before {wanted!r}: {data[-200:]!r}")
+        data += chunk
+    return data
+
+
+def never_reading_client(server: RunningServer, mode: str = "text") -> socket.socket:
+    """A client with a small receive buffer that will never read (so the server's writes back up)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.ports[mode]))
+    return sock
+
+
+class HostileClientTests(SynchronousTestCase):
+    """Issue 12's cases against the real server: each one cost memory, time or a slot before."""
+
+    def test_who_flood_from_a_client_that_never_reads(self) -> None:
+        server = RunningServer()
+        self.addCleanup(server.stop)
+        members = nick_clients(server, 200)
+        for sock in members:
+            self.addCleanup(sock.close)
+        before = rss(server.process.pid)
+        hostile = never_reading_client(server)
+        self.addCleanup(hostile.close)
+        hostile.sendall(b"WHO\n" * (64 * 1024 // 4))
+        time.sleep(1.0)
+        grown = rss(server.process.pid) - before
+        self.assertLess(grown, 16 * MiB, f"server RSS grew by {grown / MiB:.1f} MiB")
+        # the server still answers everyone else at once
+        members[-1].sendall(b"ECHO still here\n")
+        read_until(members[-1], b"ECHO still here\r\n")
+
+    def test_say_flood_into_a_room_of_500_leaves_a_bystander_responsive(self) -> None:
+        raise_fd_limit(2048)
+        server = RunningServer()
+        self.addCleanup(server.stop)
+        room = []
+        for _ in range(500):
+            sock = server.connect()
+            room.append(sock)
+            self.addCleanup(sock.close)
+        bystander = server.connect()
+        self.addCleanup(bystander.close)
+        read_lines(bystander, 1)
+        flooder = server.connect()
+        self.addCleanup(flooder.close)
+        stop = threading.Event()
+
+        def flood() -> None:
+            while not stop.is_set():
+                try:
+                    flooder.sendall(b"SAY x\n" * 10_000)
+                    while flooder.recv(1 << 20, socket.MSG_DONTWAIT):  # its replies, or it would be held back
+                        pass
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+
+        flooding = threading.Thread(target=flood, daemon=True)
+        flooding.start()
+        self.addCleanup(stop.set)
+        times = []
+        for i in range(200):
+            started = time.perf_counter()
+            bystander.sendall(b"ECHO ping %d\n" % i)
+            read_until(bystander, b"ECHO ping %d\r\n" % i)  # the flooder's MSGs come in between
+            times.append(time.perf_counter() - started)
+            time.sleep(0.005)
+        stop.set()
+        times.sort()
+        p99 = times[int(len(times) * 0.99) - 1]
+        self.assertLess(p99, 0.050, f"bystander p99 {p99 * 1000:.1f} ms, median {times[100] * 1000:.1f} ms")
+
+    def test_a_client_the_server_closes_frees_its_slot_even_if_it_never_reads(self) -> None:
+        server = RunningServer("--max-connections", "1", "--idle-timeout", "1", "--shutdown-grace", "1")
+        self.addCleanup(server.stop)
+        hostile = never_reading_client(server)
+        self.addCleanup(hostile.close)
+        hostile.sendall(b"HELP REV\n" * 50_000)  # replies back up: the close cannot flush them
+        server.wait_for_log(r"closing: idle for 1s")
+        server.wait_for_log(r"aborting: still open 1s after closing", timeout=5)
+        newcomer = server.connect()
+        self.addCleanup(newcomer.close)
+        self.assertTrue(read_lines(newcomer, 1)[0].startswith(b"WELCOME"))
+
+    def test_a_client_flooding_during_the_shutdown_drain_is_held_back(self) -> None:
+        server = RunningServer("--shutdown-grace", "3")
+        self.addCleanup(server.stop)
+        hostile = never_reading_client(server, "binary")
+        self.addCleanup(hostile.close)
+        frame = encode_frame(1, b"x" * 1000) * 64
+        sending = threading.Event()
+
+        def flood() -> None:
+            try:
+                while True:
+                    hostile.sendall(frame)
+                    sending.set()
+            except OSError:
+                return
+
+        threading.Thread(target=flood, daemon=True).start()
+        sending.wait(5)
+        time.sleep(0.5)
+        before = rss(server.process.pid)
+        server.process.send_signal(signal.SIGTERM)
+        peak = before
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline and server.process.poll() is None:
+            try:
+                peak = max(peak, rss(server.process.pid))
+            except (AssertionError, FileNotFoundError, ProcessLookupError):
+                break
+            time.sleep(0.1)
+        self.assertLess(peak - before, 16 * MiB, f"server RSS grew by {(peak - before) / MiB:.1f} MiB while draining")
+        server.process.wait(10)  # aborted after the grace: the server stops by itself
+        self.assertIn(server.stop(), (0, -signal.SIGTERM))
+        self.assertNotIn("Traceback", server.log)
+
+    def test_a_flood_of_bad_lines_writes_a_few_lines_of_log(self) -> None:
+        server = RunningServer()
+        self.addCleanup(server.stop)
+        sock = server.connect()
+        self.addCleanup(sock.close)
+        read_lines(sock, 1)
+        logged = len(server.log)
+        count = 200 * 1024 // 6
+        sock.sendall(b"BOGUS\n" * count)
+        received = 0
+        while received < count:
+            received += sock.recv(1 << 20).count(b"\r\n")
+        sock.close()
+        server.wait_for_log(r"more errors not logged")
+        grown = len(server.log) - logged
+        self.assertLess(grown, 2048, server.log[logged:])
+
+    def test_sighup_stops_cleanly_like_sigterm(self) -> None:
+        server = RunningServer()
+        text = server.connect()
+        binary = server.connect("binary")
+        self.addCleanup(text.close)
+        self.addCleanup(binary.close)
+        read_lines(text, 1)
+        server.process.send_signal(signal.SIGHUP)
+        self.assertEqual(read_until_closed(text), b"BYE\r\n")
+        self.assertEqual(read_until_closed(binary), encode_frame(3, b"BYE"))
+        self.assertEqual(server.process.wait(10), 0)
+        server.stop()
+        self.assertIn("SIGHUP: stopping cleanly", server.log)
+        self.assertNotIn("Traceback", server.log)

@@ -371,9 +371,8 @@ class BinaryClient(Client):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        frames = self.frames.feed(data)
-        for index in range(0, len(frames), 2):
-            self._received(Reply(frames[index], frames[index + 1]))  # type: ignore[arg-type]
+        for code, payload in self.frames.frames(data):
+            self._received(Reply(code, payload))
             if self.closing:
                 return
         if self.frames.too_large is not None:

@@ -8,16 +8,19 @@ binary frames, and every command is tested without a reactor.  A reply is a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import regex
 
 from tinytcp.protocol import errors
 from tinytcp.protocol.chat import Room
 from tinytcp.protocol.reply import BYE, Code, Reply, error
-from tinytcp.protocol.wire import encode_text_reply
+from tinytcp.protocol.wire import CRLF, TEXT_PREFIX, encode_text_reply
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 _GRAPHEME = regex.compile(r"\X")
 
@@ -78,8 +81,9 @@ class Session:
         self.user: bytes | None = None
 
 
-#: a handler answers at once, or later with a Deferred[Reply] (accounts: hashing runs in a thread)
-Handler = Callable[["Core", Session, "bytes | None"], Any]
+#: what a handler answers: its payload, a Reply, or a Deferred that fires with one of those
+Answer = Union[bytes, Reply, "Deferred[Any]"]
+Handler = Callable[["Core", Session, "bytes | None"], Answer]
 
 
 @dataclass(frozen=True)
@@ -91,46 +95,55 @@ class Command:
     usage: str
     handler: Handler
     aliases: tuple[str, ...] = ()
+    #: what a text reply with this command's code starts with (``ECHO ``, ``SAID ``...)
+    text_prefix: bytes = field(init=False)
+    #: the whole text reply when the payload is empty (``WHO``, ``BYE``)
+    text_bare: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        prefix = TEXT_PREFIX.get(self.code, self.name.encode("ascii") + b" ")
+        object.__setattr__(self, "text_prefix", prefix)
+        object.__setattr__(self, "text_bare", prefix.rstrip(b" ") + CRLF)
 
 
-def _echo(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _echo(core: Core, session: Session, argument: bytes | None) -> Answer:
     if argument is None:
         return error(errors.BAD_ARGUMENTS)
-    return Reply(Code.ECHO, argument)
+    return argument
 
 
-def _reverse(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _reverse(core: Core, session: Session, argument: bytes | None) -> Answer:
     if argument is None:
         return error(errors.BAD_ARGUMENTS)
     try:
         text = argument.decode("utf-8")
     except UnicodeDecodeError:
         return error(errors.BAD_ENCODING)
-    return Reply(Code.REVERSE, reverse_text(text).encode("utf-8"))
+    return reverse_text(text).encode("utf-8")
 
 
-def _time(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _time(core: Core, session: Session, argument: bytes | None) -> Answer:
     if argument:
         return error(errors.BAD_ARGUMENTS)
-    return Reply(Code.TIME, core.clock().isoformat(timespec="seconds").encode("ascii"))
+    return core.clock().isoformat(timespec="seconds").encode("ascii")
 
 
-def _help(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _help(core: Core, session: Session, argument: bytes | None) -> Answer:
     if not argument:
-        return Reply(Code.HELP, core.help_list)
+        return core.help_list
     command = core.by_name.get(argument.upper())
     if command is None:
         return error(errors.UNKNOWN_COMMAND)
-    return Reply(Code.HELP, command.usage.encode("utf-8"))
+    return command.usage.encode("utf-8")
 
 
-def _quit(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _quit(core: Core, session: Session, argument: bytes | None) -> Answer:
     if argument:
         return error(errors.BAD_ARGUMENTS)
     return BYE
 
 
-def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _nick(core: Core, session: Session, argument: bytes | None) -> Answer:
     room = core.room
     if argument is None or not room.valid(argument):
         return error(errors.BAD_ARGUMENTS)
@@ -138,10 +151,10 @@ def _nick(core: Core, session: Session, argument: bytes | None) -> Reply:
     if (holder is not None and holder is not session) or room.reserved(argument):
         return error(errors.NICK_TAKEN)
     room.rename(session, argument)
-    return Reply(Code.NICK, argument)
+    return argument
 
 
-def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _say(core: Core, session: Session, argument: bytes | None) -> Answer:
     if not argument or b"\n" in argument or b"\r" in argument:
         # a message is one line for text clients: a binary SAY must not forge more
         return error(errors.BAD_ARGUMENTS)
@@ -151,13 +164,13 @@ def _say(core: Core, session: Session, argument: bytes | None) -> Reply:
         return error(errors.BAD_ENCODING)
     if not core.room.may_say(session):
         return error(errors.RATE_LIMITED)
-    return Reply(Code.SAY, b"%d" % core.room.say(session, argument))
+    return b"%d" % core.room.say(session, argument)
 
 
-def _who(core: Core, session: Session, argument: bytes | None) -> Reply:
+def _who(core: Core, session: Session, argument: bytes | None) -> Answer:
     if argument:
         return error(errors.BAD_ARGUMENTS)
-    return Reply(Code.WHO, core.room.who())
+    return core.room.who()
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -199,18 +212,27 @@ class Core:
         self.by_code: dict[int, Command] = {command.code: command for command in commands}
         self.help_list = " ".join(command.name for command in commands).encode("ascii")
 
-    def text_request(self, session: Session, word: bytes, argument: bytes | None) -> Reply:
+    def text_request(self, session: Session, word: bytes, argument: bytes | None) -> Reply | Deferred[Any]:
         """Run the command named ``word`` (any case); ``argument`` is None when the line has none."""
         session.requests += 1
         command = self.by_name.get(word.upper())
         if command is None:
             return error(errors.UNKNOWN_COMMAND)
-        return command.handler(self, session, argument)
+        return as_reply(command, command.handler(self, session, argument))
 
-    def frame_request(self, session: Session, code: int, payload: bytes) -> Reply:
+    def frame_request(self, session: Session, code: int, payload: bytes) -> Reply | Deferred[Any]:
         """Run the command with binary ``code``; the payload is its argument, possibly empty."""
         session.requests += 1
         command = self.by_code.get(code)
         if command is None:
             return error(errors.UNKNOWN_COMMAND)
-        return command.handler(self, session, payload)
+        return as_reply(command, command.handler(self, session, payload))
+
+
+def as_reply(command: Command, answer: Answer) -> Reply | Deferred[Any]:
+    """A handler's answer as a Reply (or a Deferred that fires with one)."""
+    if isinstance(answer, bytes):
+        return Reply(command.code, answer)
+    if isinstance(answer, Reply):
+        return answer
+    return answer.addCallback(lambda later: as_reply(command, later))

@@ -17,7 +17,7 @@ later, whether or not the client reads, so its slot and its buffers are freed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet import defer
@@ -125,6 +125,7 @@ class IdleTimeout(TimeoutMixin):
     last_active = 0.0
     #: set by every read; the shutdown drain watches it
     _active = False
+    _now: Callable[[], float]
 
     def start_idle_timer(self) -> None:
         self.callLater = self.server.reactor.callLater
@@ -134,11 +135,11 @@ class IdleTimeout(TimeoutMixin):
     def activity(self) -> None:
         """The client sent something: restart the idle clock.
 
-        Only a timestamp: moving the timer on every read costs more than the rest of a
-        one-request read; timeoutConnection moves it when it fires.
+        Only a timestamp (``dataReceived`` sets it inline): moving the timer on every read
+        costs more than the rest of a one-request read; timeoutConnection moves it when it fires.
         """
         self._active = True
-        self.last_active = self.server.seconds()
+        self.last_active = self._now()
 
     def timeoutConnection(self) -> None:
         if self.closing:
@@ -158,10 +159,12 @@ class Backpressure:
 
     The transport calls ``pauseProducing`` when its buffer passes the high-water mark (64 KiB)
     and ``resumeProducing`` once it drains.  While paused the server neither reads nor answers:
-    requests already read wait in ``backlog`` (complete requests of the reads so far) and are
-    answered, in order, on resume.  A command may also answer with a Deferred: the requests
-    after it wait the same way until it fires.  So what a client costs is bounded by the mark,
-    one flush of replies, one read and its partial request, whatever it sends.
+    the requests of the current read wait in ``backlog`` (an iterator positioned on the next
+    one) and are answered, in order, on resume.  A command may also answer with a Deferred:
+    the requests after it wait the same way until it fires.  A read that arrives meanwhile
+    (a transport may deliver one already under way) waits whole in ``later``.  So what a
+    client costs is bounded by the mark, one flush of replies, one read and its partial
+    request, whatever it sends.
     """
 
     server: Server
@@ -175,63 +178,49 @@ class Backpressure:
     _unread_pushes = 0
     #: a command's reply is a Deferred that has not fired yet
     waiting = False
-    #: requests read but not answered yet, and the index of the next one
-    backlog: list[Any] | None = None
-    backlog_index = 0
+    #: the rest of a read's requests, not answered yet
+    backlog: Iterator[Any] | None = None
+    #: reads that arrived while requests waited
+    later: bytearray | None = None
 
-    #: what to do once every request read so far is answered (the close after a request
-    #: over the size limit, which must come after the replies to the requests before it)
-    then: Callable[[], None] | None = None
-
-    def serve(self, requests: list[Any]) -> None:
-        """Answer the requests of one read, or queue them behind those still waiting."""
-        if self.backlog is not None or self.blocked:
-            self.queue(requests)
-        elif requests:
-            self.answer_from(requests, 0)
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self._active = True
+        self.last_active = self._now()
+        if self.backlog is None and not self.writes_paused and not self.waiting:
+            self.receive(data)
+        elif self.later is None:
+            self.later = bytearray(data)
         else:
-            self.answered()
+            self.later += data
 
-    def answer_from(self, requests: list[Any], index: int) -> None:
-        """Answer ``requests[index:]`` (each protocol's loop); call ``answered`` when done."""
+    def receive(self, data: bytes) -> None:
+        """Split one read into requests and answer them (each protocol's own)."""
         raise NotImplementedError
 
-    def answered(self) -> None:
-        """Every request read so far is answered."""
-        if self.then is not None and not self.closing:
-            then, self.then = self.then, None
-            then()
+    def answer_from(self, requests: Iterator[Any]) -> None:
+        """Answer ``requests`` in order (each protocol's loop), stopping with ``hold`` or
+        ``wait_for`` when it must."""
+        raise NotImplementedError
 
-    @property
-    def blocked(self) -> bool:
-        """No request may be answered now."""
-        return self.writes_paused or self.waiting
-
-    def hold(self, requests: list[Any], index: int) -> None:
-        """Keep ``requests[index:]`` for later, and stop reading until they are answered."""
-        if index < len(requests):
-            self.backlog = requests
-            self.backlog_index = index
+    def hold(self, requests: Iterator[Any]) -> None:
+        """Keep the rest of ``requests`` for later, and stop reading until they are answered."""
+        self.backlog = requests
         self.transport.pauseProducing()
 
-    def queue(self, requests: list[Any]) -> None:
-        """Requests read while blocked go behind the backlog (a transport may deliver a read
-        already under way when it is paused)."""
-        if self.backlog is None:
-            self.backlog, self.backlog_index = requests, 0
-        else:
-            self.backlog.extend(requests)
-
-    def wait_for(self, reply: defer.Deferred[Reply], requests: list[Any], index: int) -> None:
-        """A command answers later: hold ``requests[index:]`` until its reply is sent."""
+    def wait_for(self, reply: defer.Deferred[Reply], requests: Iterator[Any]) -> None:
+        """A command answers later: hold the rest of ``requests`` until its reply is sent."""
         self.waiting = True
-        self.hold(requests, index)
+        self.hold(requests)
         reply.addCallbacks(self._deferred_reply, self._deferred_failure)
 
     def _deferred_reply(self, reply: Reply) -> None:
         self.waiting = False
         if self.closing:
             return
+        if reply.code == Code.ERROR:
+            self.log_error(reply.payload.decode("ascii"))  # type: ignore[attr-defined]
         self.send(self.encode(reply))  # type: ignore[attr-defined]
         if reply.close:
             self.hang_up("client said QUIT")  # type: ignore[attr-defined]
@@ -244,14 +233,16 @@ class Backpressure:
 
     def carry_on(self) -> None:
         """Answer what waits, then read again unless something blocks once more."""
-        if self.backlog is not None and not self.blocked and not self.closing:
-            requests, index = self.backlog, self.backlog_index
-            self.backlog = None
-            self.answer_from(requests, index)
-        elif self.backlog is None and not self.blocked:
-            self.answered()
-        if not self.blocked and not self.closing and self.backlog is None:
-            self.transport.resumeProducing()
+        while not (self.writes_paused or self.waiting or self.closing):
+            if self.backlog is not None:
+                requests, self.backlog = self.backlog, None
+                self.answer_from(requests)
+            elif self.later is not None:
+                data, self.later = bytes(self.later), None
+                self.receive(data)
+            else:
+                self.transport.resumeProducing()
+                return
 
     def push(self, data: bytes) -> None:
         """Send a message the client did not ask for (chat); a client that lets more than
@@ -305,8 +296,9 @@ class Drain:
     closing: bool
     finishing = False
     _active: bool
-    blocked: bool
-    backlog: list[Any] | None
+    writes_paused: bool
+    waiting: bool
+    backlog: Iterator[Any] | None
 
     def finish(self) -> None:
         if self.closing:
@@ -318,7 +310,7 @@ class Drain:
     def _finish_when_quiet(self) -> None:
         if self.closing:
             return
-        if self._active or self.blocked or self.backlog is not None:
+        if self._active or self.writes_paused or self.waiting or self.backlog is not None:
             self._active = False
             self.server.reactor.callLater(QUIET, self._finish_when_quiet)
             return
@@ -339,6 +331,7 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        self._now = server.seconds
 
     def start(self) -> bool:
         """connectionMade's shared half: register, start the idle clock, produce for the
@@ -361,7 +354,7 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
             self.transport.registerProducer(self, True)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.backlog = None
+        self.backlog = self.later = None
         self.setTimeout(None)
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
@@ -375,7 +368,7 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
         """Close on the server's own initiative: flush what is queued, and abort if the client
         has not taken it within --shutdown-grace (it may never read)."""
         self.closing = True
-        self.backlog = None
+        self.backlog = self.later = None
         # out of the room now, not when the last bytes drain: a closing client gets no more
         # messages, so SAY must not count it and the others should see it leave
         self.server.core.room.leave(self.session)

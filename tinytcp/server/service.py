@@ -5,6 +5,7 @@ The twistd plugin, the tests and anything else that runs tinytcp build it here.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -124,9 +125,23 @@ def describe_host(address: Any) -> str:
 class TinyService(MultiService):
     """All listeners plus the shared Server; on stop it stops listening, then says BYE to everyone."""
 
+    #: a daemon's SIGHUP stops it cleanly, like SIGTERM (tinytcp has nothing to reload);
+    #: only the twistd plugin sets it: tests that build the service keep their signals
+    stop_on_hangup = False
+
     def __init__(self, server: Server) -> None:
         super().__init__()
         self.server = server
+
+    def startService(self) -> None:
+        MultiService.startService(self)
+        if self.stop_on_hangup:
+            signal.signal(signal.SIGHUP, self._hangup)
+
+    def _hangup(self, signum: int, frame: Any) -> None:
+        log.info("tinytcp: SIGHUP: stopping cleanly, as on SIGTERM")
+        reactor = self.server.reactor
+        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
 
     def stopService(self) -> defer.Deferred[None]:
         stopped = defer.maybeDeferred(MultiService.stopService, self)

@@ -269,6 +269,8 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 def makeService(options: Options) -> IService:
     """What twistd runs: every listener and the shared server state."""
-    return make_service(
+    service = make_service(
         settings_from(options), options["port"], options["binary-port"], checkers=options.get("credCheckers")
     )
+    service.stop_on_hangup = True
+    return service

@@ -10,24 +10,39 @@ command that answers later) and go on from there, which LineReceiver's loop cann
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
-from tinytcp.protocol.core import Code, Reply, error
+from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
 from tinytcp.protocol.telnet import DATA, WILL_TIMING_MARK, strip_telnet
-from tinytcp.protocol.wire import CRLF, encode_text_reply, parse_text_request
+from tinytcp.protocol.wire import CRLF, encode_text_reply
 from tinytcp.server.connection import FLUSH_SIZE, Connection
 from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
 
 
+def is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+BAD_ENCODING = error(errors.BAD_ENCODING)
+UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+
+
 class TextProtocol(Connection):
-    """One text client: ``line(line)`` is the hook called once per request line."""
+    """One text client: ``answer_from`` is the hook, called with the lines of each read."""
 
     mode = "text"
     encode = staticmethod(encode_text_reply)
@@ -47,72 +62,78 @@ class TextProtocol(Connection):
         self.lines.held = bytearray()
         Connection.connectionLost(self, reason)
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self.activity()
+    def receive(self, data: bytes) -> None:
         if self._telnet != DATA or b"\xff" in data:
             data, self._telnet, marks = strip_telnet(data, self._telnet)
             if marks:
                 self.transport.write(WILL_TIMING_MARK * marks)
         lines = self.lines.feed(data)
-        if self.lines.too_long:
-            self.then = self._too_long
-        self.serve(lines)
+        if lines:
+            self.answer_from(iter(lines))
+        elif self.lines.too_long:
+            self._too_long()
 
-    def answer_from(self, lines: list[bytes], index: int) -> None:
-        """Answer ``lines[index:]`` in one write per FLUSH_SIZE bytes of replies; stop when the
-        transport's buffer passes its mark or a reply is a Deferred, holding the rest."""
+    def answer_from(self, lines: Iterator[bytes]) -> None:
+        """Answer ``lines``, one write per FLUSH_SIZE bytes of replies; stop when the
+        transport's buffer passes its mark or a reply is a Deferred, holding the rest.
+
+        The loop dispatches by name through the core's table and encodes a handler's payload
+        with its command's prefix, so no Reply is built on the way of a successful request;
+        ``Core.text_request`` does the same in the plain way, and the property tests in
+        tests/test_text_protocol.py hold this loop to it.
+        """
         out: list[bytes] = []
         size = 0
-        line_reply = self.line
-        for index in range(index, len(lines)):  # noqa: B020 - the loop goes on from index
-            reply = line_reply(lines[index])
-            if reply is None:
-                continue
-            if reply.__class__ is not Reply:
+        core = self.server.core
+        session = self.session
+        by_name = core.by_name
+        verbose = self._verbose
+        for line in lines:
+            parts = line.split(None, 1)
+            if not parts:
+                continue  # a blank line gets no reply
+            if verbose:
+                log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
+            session.requests += 1
+            command = by_name.get(parts[0])
+            if command is None:
+                command = by_name.get(parts[0].upper())
+            if not line.isascii() and not is_utf8(line):
+                answer: Any = BAD_ENCODING
+            elif command is None:
+                answer = UNKNOWN_COMMAND
+            else:
+                answer = command.handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
+            if answer.__class__ is bytes:
+                data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
+            elif answer.__class__ is Reply:
+                data = encode_text_reply(answer)
+                if answer.code == Code.ERROR:
+                    self.log_error(answer.payload.decode("ascii"))
+                elif answer.close:
+                    out.append(data)
+                    self._flush(out)
+                    self.hang_up("client said QUIT")
+                    return
+            else:
                 self._flush(out)
-                self.wait_for(reply, lines, index + 1)  # type: ignore[arg-type]
+                self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
                 return
-            data = encode_text_reply(reply)
+            if verbose:
+                log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
             out.append(data)
-            if reply.close:
-                self._flush(out)
-                self.hang_up("client said QUIT")
-                return
             size += len(data)
             if size >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
                 size = 0
                 if self.writes_paused:
-                    self.hold(lines, index + 1)
+                    self.hold(lines)
                     return
-        self._flush(out)
-        self.answered()
-
-    def line(self, line: bytes) -> Reply | None:
-        """Answer one line (LF removed); None for a blank line, which gets no reply."""
-        request = parse_text_request(line)
-        if request is None:
-            return None
-        if self._verbose:
-            log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
-        if line.isascii():
-            reply = self.server.core.text_request(self.session, request.word, request.argument)
-        else:
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                self.session.requests += 1
-                reply = error(errors.BAD_ENCODING)
-            else:
-                reply = self.server.core.text_request(self.session, request.word, request.argument)
-        if reply.__class__ is Reply and reply.code == Code.ERROR:
-            self.log_error(reply.payload.decode("ascii"))
-        if self._verbose and reply.__class__ is Reply:
-            log.info("{peer} <- {reply!r}", peer=self.peer, reply=encode_text_reply(reply).rstrip(b"\r\n"))
-        return reply
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if self.lines.too_long and not self.closing:
+            self._too_long()
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
