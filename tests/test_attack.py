@@ -424,6 +424,7 @@ class HostileClientTests(SynchronousTestCase):
         hostile.sendall(b"HELP REV\n" * 50_000)  # replies back up: the close cannot flush them
         server.wait_for_log(r"closing: idle for 1s")
         server.wait_for_log(r"aborting: still open 1s after closing", timeout=5)
+        server.wait_for_log(r"disconnected after", timeout=5)  # the abort lands a reactor turn later
         newcomer = server.connect()
         self.addCleanup(newcomer.close)
         self.assertTrue(read_lines(newcomer, 1)[0].startswith(b"WELCOME"))
