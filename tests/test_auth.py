@@ -254,6 +254,7 @@ class CommandTests(SynchronousTestCase):
         holder = f.session()
         f.text(holder, b"NICK carol")
         self.assertEqual(f.text(session, b"REGISTER carol battery staple"), err("NICK_TAKEN"))
+        self.assertEqual(f.text(session, b"REGISTER Guest7 battery staple"), err("NICK_TAKEN"))
         f.text(session, b"LOGIN ann correct horse")
         self.assertEqual(f.text(session, b"REGISTER dave battery staple"), err("LOGGED_IN"))
 

@@ -182,7 +182,8 @@ class Accounts:
             return error(errors.LOGGED_IN)
         name, password = given
         holder = core.room.holder(name)
-        if name.lower() in self.reserved or (holder is not None and holder is not session):
+        taken = name.lower() in self.reserved or core.room.reserved(name)
+        if taken or (holder is not None and holder is not session):
             return error(errors.NICK_TAKEN)
         peer = peer_key(session.address)
         if self.peer_limiter.blocked(peer):
@@ -241,8 +242,8 @@ class Accounts:
     def _logged_in(self, core: Core, session: Session, name: bytes, code: int) -> Reply:
         """Chat as ``name`` from now on, unless another connection is logged in as it."""
         holder = core.room.holder(name)
-        if holder is not None and holder is not session:
-            return error(errors.NICK_TAKEN)
+        if (holder is not None and holder is not session) or core.room.reserved(name):
+            return error(errors.NICK_TAKEN)  # logged in elsewhere; or a guest name from an --auth checker
         session.user = name
         if session in core.room.members:  # not closed while the password was checked
             core.room.rename(session, name)
