@@ -94,3 +94,40 @@ class ClientCertificateOptionTests(SynchronousTestCase):
         with self.assertRaises(usage.UsageError) as caught:
             parse("--require-client-cert")
         self.assertEqual(str(caught.exception), "--require-client-cert needs --client-ca")
+
+
+class AccountOptionTests(SynchronousTestCase):
+    def test_accounts_are_off_by_default_and_protected_mode_on(self) -> None:
+        settings = settings_from(parse())
+        self.assertEqual((settings.accounts, settings.require_login, settings.protected_mode), (None, False, True))
+        self.assertFalse(settings_from(parse("--no-protected-mode")).protected_mode)
+
+    def test_require_login_turns_accounts_on_with_registration_off(self) -> None:
+        settings = settings_from(parse("--require-login"))
+        self.assertEqual((settings.accounts, settings.allow_register), ("accounts.sqlite3", False))
+        settings = settings_from(parse("--require-login", "--allow-register", "--accounts", "/tmp/a.db"))
+        self.assertEqual((settings.accounts, settings.allow_register), ("/tmp/a.db", True))
+        self.assertTrue(settings_from(parse("--accounts", "x.db")).allow_register)
+
+    def test_auth_checker_replaces_the_database(self) -> None:
+        options = parse("--auth", "file:/nonexistent/passwd", "--require-login")
+        self.assertEqual(len(options["credCheckers"]), 1)
+        self.assertIsNone(settings_from(options).accounts)
+        with self.assertRaises(usage.UsageError):
+            parse("--auth", "file:/nonexistent/passwd", "--accounts", "x.db")
+
+    def test_limits_and_cost(self) -> None:
+        settings = settings_from(
+            parse("--login-failures", "3", "--peer-login-failures", "9", "--login-window", "60", "--bcrypt-rounds", "4")
+        )
+        self.assertEqual(
+            (settings.login_failures, settings.peer_login_failures, settings.login_window, settings.bcrypt_rounds),
+            (3, 9, 60.0, 4),
+        )
+        for rounds in ("3", "32", "x"):
+            with self.assertRaises(usage.UsageError):
+                parse("--bcrypt-rounds", rounds)
+
+    def test_unix_sockets_get_mode_660_unless_given(self) -> None:
+        self.assertEqual(endpoint_description("unix:/tmp/t.sock"), "unix:/tmp/t.sock:mode=660")
+        self.assertEqual(endpoint_description("unix:/tmp/t.sock:mode=600"), "unix:/tmp/t.sock:mode=600")

@@ -161,6 +161,31 @@ class LibraryTests(TLSCase):
         return defer.Deferred.fromCoroutine(self.check_library())
 
 
+class BackpressureOverTLSTests(TLSCase):
+    async def check_backpressure(self) -> None:
+        from twisted.internet import reactor, task
+
+        settings = TLSSettings(server_name="localhost", cafile=self.pki.ca)
+        client = await connect(f"tcp:127.0.0.1:{self.tls_port()}", tls=settings, timeout=30)
+        # the client stops reading while it pipelines about 4 MB of replies' worth of requests:
+        # the server's buffer fills, it stops reading, and once the client reads again every
+        # reply arrives, in order
+        client.transport.pauseProducing()
+        lines = [f"ECHO {n} {'x' * 80}" for n in range(40_000)]
+        replies = [client.request(line) for line in lines]
+        await task.deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual(sum(reply.called for reply in replies), 0)
+        client.transport.resumeProducing()
+        got = await defer.gatherResults(replies)
+        wrong = [n for n, reply in enumerate(got) if reply != Reply(Code.ECHO, lines[n][5:].encode())]
+        self.assertEqual(wrong, [])
+        await client.quit()
+        self.assertNotIn("SLOW_CONSUMER", self.server.log)
+
+    def test_backpressure(self) -> defer.Deferred[None]:
+        return defer.Deferred.fromCoroutine(self.check_backpressure())
+
+
 class LimitsOverTLSTests(TLSCase):
     """Twisted's TLS layer closes only once no producer is registered: every way the server
     hangs up must still end the TLS connection."""

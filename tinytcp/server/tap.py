@@ -48,7 +48,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, NICK, SAY, WHO, QUIT) as text lines for telnet "
         "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
         "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
-        "ssl:..., unix:...) to listen elsewhere. See docs/protocol.md for the wire formats."
+        "ssl:..., tls:..., unix:...) to listen elsewhere. Accounts (REGISTER, LOGIN, LOGOUT) come with --accounts, "
+        "--auth or --require-login; see the README's Secure deployment. See docs/protocol.md for the wire formats."
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
@@ -184,6 +185,11 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["port"].append(port)
 
     opt_p = opt_port
+
+    def opt_auth(self, description: str) -> None:
+        """Check passwords with a twisted.cred checker instead of --accounts, e.g. file:/etc/tinytcp/passwd
+        (user:password lines); no REGISTER then. --help-auth lists the checkers."""
+        strcred.AuthOptionMixin.opt_auth(self, description)
 
     def opt_binary_port(self, port: str) -> None:
         """Binary clients, as --port; 'none' turns binary mode off [default: 40001]"""
