@@ -13,7 +13,7 @@ This module imports no hashing library: the client takes the command names and c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
@@ -119,7 +119,7 @@ class Accounts:
         policy: Policy,
         reactor: IReactorTime,
         run: Runner,
-        register: Any = None,
+        register: Callable[[str, bytes], str] | None = None,
         names: Iterable[bytes] = (),
     ) -> None:
         self.portal = portal
