@@ -10,13 +10,21 @@ Scenarios (``python benchmarks/loadgen.py SCENARIO --help`` for the options):
 
 - ``pipelined``: 1 connection, ``--window`` requests in flight, topped up after every read.
 - ``reqresp``: ``--conns`` connections, one request in flight on each; req/s, p50/p99 latency.
-- ``bulk``: 1 connection, ``--window`` large ECHO frames in flight; MB/s (10^6 bytes/s of
+- ``bulk``: 1 connection, ``--window`` large frames in flight (ECHO unless ``--command``); MB/s (10^6 bytes/s of
   echoed payload).
 - ``idle``: ``--conns`` connections held; the server's RSS growth per connection (needs
   ``--server-pid``), then one request on each and the time until all are answered.
 - ``fanout``: ``--conns`` text clients; one sends ``SAY <token>``, time until every other
   client has a ``MSG`` line carrying the token.  Skips itself (``"skipped"`` in the result)
   when the server answers ``ERROR UNKNOWN_COMMAND`` to SAY.
+
+``--command`` (pipelined, reqresp, bulk) picks what is asked: ``echo`` (the default),
+``reverse`` (``REVERSE <p>`` -> ``REVERSE <p reversed>``; binary code 2), or ``mixed``: ECHO,
+REVERSE, HELP, HELP ECHO and an unknown command (text ``XYZZY``, binary code 0x42) in turn,
+every command whose reply is deterministic.  Payloads of REVERSE and mixed are printable
+ASCII in both formats.  The two HELP replies are asked of the server on a setup connection
+before the run and used as the expected bytes, so the stream follows the server's command
+list; they are sanity-checked and reported as ``learned`` in the result.
 
 Exit status 0 with ``"ok": true``, 1 with ``"ok": false`` and an ``"error"`` on any failure.
 """
@@ -37,12 +45,23 @@ import string
 import struct
 import sys
 import time
+from bisect import bisect_right
+from itertools import accumulate
 
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 HEADER = struct.Struct(">BI")
-ECHO = 1
+ECHO, REVERSE, HELP, ERROR = 1, 2, 5, 0xFF
+#: a binary code and a text word no server should know: the unknown command of the mixed stream
+UNKNOWN_CODE, UNKNOWN_WORD = 0x42, b"XYZZY"
+UNKNOWN_LINE = b"ERROR UNKNOWN_COMMAND\r\n"
+UNKNOWN_FRAME = HEADER.pack(ERROR, 15) + b"UNKNOWN_COMMAND"
 TEXT_ALPHABET = (string.ascii_letters + string.digits + "-_.:/+=").encode("ascii")
+#: maps any byte to one of TEXT_ALPHABET, so random bytes become a printable payload in one call
+TO_ALPHABET = bytes(TEXT_ALPHABET[b % len(TEXT_ALPHABET)] for b in range(256))
+#: --command choices; the mixed stream rotates through MIXED, one request of each kind in turn
+COMMANDS = ("echo", "reverse", "mixed")
+MIXED = ("echo", "reverse", "help", "help_echo", "unknown")
 now = time.perf_counter
 
 
@@ -60,42 +79,112 @@ class Deadline(Failed):
 
 def make_payload(rng: random.Random, index: int, size: int, text: bool) -> bytes:
     """A payload of exactly ``size`` bytes, unique per index; text payloads are printable
-    ASCII without blanks, so that the argument comes back exactly as sent."""
+    ASCII without blanks, so that the argument comes back exactly as sent (and reversing
+    its bytes is reversing its text)."""
     if not text:
         head = index.to_bytes(8, "big")
         return (head + rng.randbytes(max(0, size - 8)))[:size]
     head = f"{index:x}-".encode("ascii")
-    fill = bytes(rng.choice(TEXT_ALPHABET) for _ in range(max(0, size - len(head))))
-    return (head + fill)[:size] if size >= len(head) else bytes(rng.choice(TEXT_ALPHABET) for _ in range(size))
+    if size < len(head):
+        return rng.randbytes(size).translate(TO_ALPHABET)
+    return head + rng.randbytes(size - len(head)).translate(TO_ALPHABET)
+
+
+def frame(code: int, payload: bytes) -> bytes:
+    """One binary frame, for building requests and expected replies once, before the run."""
+    return HEADER.pack(code, len(payload)) + payload
 
 
 def encode(payload: bytes, text: bool) -> tuple[bytes, bytes]:
     """(request, expected reply) for one ECHO."""
     if text:
         return b"ECHO " + payload + b"\n", b"ECHO " + payload + b"\r\n"
-    frame = HEADER.pack(ECHO, len(payload)) + payload
-    return frame, frame
+    request = frame(ECHO, payload)
+    return request, request
+
+
+def help_request(kind: str, text: bool) -> bytes:
+    """The request for ``help`` (HELP alone) or ``help_echo`` (HELP ECHO)."""
+    if kind == "help":
+        return b"HELP\n" if text else frame(HELP, b"")
+    return b"HELP ECHO\n" if text else frame(HELP, b"ECHO")
+
+
+def request_pair(kind: str, payload: bytes, text: bool, learned: dict[str, bytes] | None = None) -> tuple[bytes, bytes]:
+    """(request, expected reply) for one request of ``kind``, one of MIXED.
+
+    The HELP replies are not written here but ``learned`` from the server at setup (see
+    ``learn``), so the stream follows the server's command list as commands are added."""
+    if kind == "echo":
+        return encode(payload, text)
+    if kind == "reverse":
+        # payloads are printable ASCII without CR: the reversed text is the reversed bytes
+        if text:
+            return b"REVERSE " + payload + b"\n", b"REVERSE " + payload[::-1] + b"\r\n"
+        return frame(REVERSE, payload), frame(REVERSE, payload[::-1])
+    if kind == "unknown":
+        if text:
+            return UNKNOWN_WORD + b" " + payload + b"\n", UNKNOWN_LINE
+        return frame(UNKNOWN_CODE, payload), UNKNOWN_FRAME
+    if learned is None:
+        raise Failed(f"no learned reply for {kind}")
+    return help_request(kind, text), learned[kind]
 
 
 class Stream:
-    """``period`` distinct fixed-size requests repeated forever, as two doubled buffers, so
-    that any run of up to ``period`` consecutive requests (or reply bytes) is one slice."""
+    """``period`` distinct requests repeated forever, as two doubled buffers, so that any run
+    of up to ``period`` consecutive requests (or reply bytes) is one slice.
 
-    def __init__(self, period: int, size: int, text: bool, seed: int) -> None:
+    Requests and replies may differ in length (the mixed stream): prefix sums of their
+    lengths find a run of requests, and a bisection counts the replies a number of reply
+    bytes completes.  When every reply has the same length (ECHO, REVERSE) that count is
+    one division, as it always was.
+    """
+
+    def __init__(
+        self,
+        period: int,
+        size: int,
+        text: bool,
+        seed: int,
+        command: str = "echo",
+        learned: dict[str, bytes] | None = None,
+    ) -> None:
         rng = random.Random(seed)
-        pairs = [encode(make_payload(rng, i, size, text), text) for i in range(period)]
+        kinds = MIXED if command == "mixed" else (command,)
+        # a payload another command than ECHO reads must be text, in binary frames too
+        printable = text or command != "echo"
+        #: (request, expected reply) of each request of one period
+        self.pairs = [
+            request_pair(kinds[i % len(kinds)], make_payload(rng, i, size, printable), text, learned)
+            for i in range(period)
+        ]
         self.period = period
-        self.req_len = len(pairs[0][0])
-        self.rep_len = len(pairs[0][1])
-        requests = b"".join(p[0] for p in pairs)
-        replies = b"".join(p[1] for p in pairs)
+        req_lens = [len(p[0]) for p in self.pairs]
+        rep_lens = [len(p[1]) for p in self.pairs]
+        #: request i of the doubled request buffer starts at byte req_off[i]
+        self.req_off = list(accumulate(req_lens * 2, initial=0))
+        #: reply i of one period starts at byte rep_off[i]; rep_off[period] ends the period
+        self.rep_off = list(accumulate(rep_lens, initial=0))
+        #: the length of every reply when they are all alike, else 0
+        self.rep_len = rep_lens[0] if len(set(rep_lens)) == 1 else 0
+        requests = b"".join(p[0] for p in self.pairs)
+        replies = b"".join(p[1] for p in self.pairs)
         self.requests = memoryview(requests * 2)
         self.replies = replies * 2 if replies != requests else requests * 2
-        self.rep_period = self.rep_len * period
+        self.rep_period = len(replies)
 
     def requests_slice(self, first: int, count: int) -> memoryview:
-        start = (first % self.period) * self.req_len
-        return self.requests[start : start + count * self.req_len]
+        """Requests ``first`` to ``first + count`` (count at most ``period``), no copy."""
+        i = first % self.period
+        return self.requests[self.req_off[i] : self.req_off[i + count]]
+
+    def replies_done(self, received: int) -> int:
+        """How many replies the first ``received`` reply bytes complete."""
+        if self.rep_len:
+            return received // self.rep_len
+        whole, rest = divmod(received, self.rep_period)
+        return whole * self.period + bisect_right(self.rep_off, rest) - 1
 
     def check(self, data: bytes | memoryview, offset: int) -> None:
         """``data`` must be the reply bytes at stream offset ``offset``.
@@ -349,9 +438,82 @@ def send_some(sock: socket.socket, out: list[memoryview]) -> None:
             return
 
 
-def single_stream(args: argparse.Namespace, text: bool, size: int, period: int, window: int, recv: int) -> dict:
-    """One connection with ``window`` fixed-size requests in flight, topped up after every read."""
-    stream = Stream(period, size, text, args.seed)
+def read_replies(sock: socket.socket, text: bool, count: int) -> list[bytes]:
+    """The next ``count`` whole replies (CRLF lines or frames) on a blocking socket."""
+    buf = b""
+    replies: list[bytes] = []
+    while len(replies) < count:
+        if text:
+            line, sep, rest = buf.partition(b"\r\n")
+            if sep:
+                replies.append(line + sep)
+                buf = rest
+                continue
+        elif len(buf) >= HEADER.size:
+            end = HEADER.size + HEADER.unpack_from(buf)[1]
+            if len(buf) >= end:
+                replies.append(buf[:end])
+                buf = buf[end:]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise Failed(f"server closed the setup connection after {len(replies)} of {count} replies")
+        buf += chunk
+        if len(buf) > 1 << 20:
+            raise Failed(f"no whole reply in 1 MiB: {buf[:80]!r}")
+    if buf:
+        raise Failed(f"more bytes than replies on the setup connection: {buf[:80]!r}")
+    return replies
+
+
+def learn(args: argparse.Namespace, text: bool) -> dict[str, bytes]:
+    """Ask the server, on a setup connection, for the replies the mixed stream cannot write
+    down in advance: HELP (its command list grows as commands are added) and HELP ECHO.
+
+    Checks that they look like HELP replies and that the unknown command really is unknown
+    to this server, so that a wrong guess fails here with a clear message, not mid-run.
+    """
+    sock = connect(args.host, args.port, text, args.stall)
+    sock.setblocking(True)
+    sock.settimeout(args.stall)
+    try:
+        kinds = ("help", "help_echo", "unknown")
+        probe = make_payload(random.Random(args.seed), 0, 8, True)
+        unknown = request_pair("unknown", probe, text)[0]
+        sock.sendall(help_request("help", text) + help_request("help_echo", text) + unknown)
+        learned = dict(zip(kinds, read_replies(sock, text, len(kinds)), strict=True))
+    finally:
+        abort(sock)
+    help_list, help_echo = learned["help"], learned["help_echo"]
+    if text:
+        words = help_list[:-2].split(b" ")
+        ok = words[0] == b"HELP" and b"ECHO" in words and b"REVERSE" in words
+        ok = ok and help_echo.startswith(b"HELP ECHO")
+    else:
+        words = help_list[HEADER.size :].split(b" ")
+        ok = help_list[0] == HELP and b"ECHO" in words and b"REVERSE" in words
+        ok = ok and help_echo[0] == HELP and help_echo[HEADER.size :].startswith(b"ECHO")
+    if not ok:
+        raise Failed(f"HELP and HELP ECHO answered {help_list[:120]!r} and {help_echo[:120]!r}")
+    if learned["unknown"] != (UNKNOWN_LINE if text else UNKNOWN_FRAME):
+        what = UNKNOWN_WORD.decode() if text else f"code {UNKNOWN_CODE:#x}"
+        raise Failed(f"{what} is not an unknown command here: answered {learned['unknown'][:80]!r}")
+    return {"help": help_list, "help_echo": help_echo}
+
+
+def command_stream(args: argparse.Namespace, period: int, text: bool) -> tuple[Stream, dict]:
+    """The run's request stream for ``--command``, and what to add to its result."""
+    learned = learn(args, text) if args.command == "mixed" else None
+    stream = Stream(period, args.size, text, args.seed, args.command, learned)
+    info: dict = {"command": args.command}
+    if learned:
+        info["learned"] = {k: v.decode("latin-1") for k, v in learned.items()}
+    return stream, info
+
+
+def single_stream(args: argparse.Namespace, text: bool, stream: Stream, window: int, recv: int) -> dict:
+    """One connection with ``window`` requests of ``stream`` in flight, topped up after every read."""
+    period = stream.period
     assert window <= period
     recv = min(recv, stream.rep_period)
     # one receive buffer for the whole run: no allocation (nor, for large reads, page faults) per read
@@ -363,7 +525,8 @@ def single_stream(args: argparse.Namespace, text: bool, size: int, period: int, 
     out: list[memoryview] = []
     sent = 0  # requests queued
     received = 0  # reply bytes received (all checked)
-    rep_len = stream.rep_len
+    rep_len = stream.rep_len  # 0 when replies differ in length: then replies_done counts them
+    replies_done = stream.replies_done
     t_start = now()
     t_warm = t_start + args.warmup
     t_end = t_warm + args.duration
@@ -374,7 +537,7 @@ def single_stream(args: argparse.Namespace, text: bool, size: int, period: int, 
     writing = False
     reads = 0
     while True:
-        completed = received // rep_len
+        completed = received // rep_len if rep_len else replies_done(received)
         t = now()
         if warm_count is None and t >= t_warm:
             warm_count, t_warm, cpu_warm = completed, t, time.process_time()
@@ -418,28 +581,31 @@ def single_stream(args: argparse.Namespace, text: bool, size: int, period: int, 
         raise Failed("run ended before the measurement window")
     measured = end_count - warm_count
     seconds = t_end - t_warm
+    completed = replies_done(received)
     return {
-        "requests_verified": received // rep_len,
+        "requests_verified": completed,
         "measured_requests": measured,
         "seconds": seconds,
         "req_per_s": measured / seconds,
-        "payload_MB_per_s": measured * size / seconds / 1e6,
-        "replies_per_read": (received // rep_len) / max(reads, 1),
+        "payload_MB_per_s": measured * args.size / seconds / 1e6,
+        "replies_per_read": completed / max(reads, 1),
         "loadgen_cpu_busy": (cpu_end - cpu_warm) / seconds,
     }
 
 
 def scenario_pipelined(args: argparse.Namespace) -> dict:
     text = args.mode == "text"
-    result = single_stream(args, text, args.size, max(1024, args.window), args.window, 64 * 1024)
-    result.update(mode=args.mode, window=args.window, size=args.size)
+    stream, info = command_stream(args, max(1024, args.window), text)
+    result = single_stream(args, text, stream, args.window, 64 * 1024)
+    result.update(mode=args.mode, window=args.window, size=args.size, **info)
     return result
 
 
 def scenario_bulk(args: argparse.Namespace) -> dict:
     text = args.mode == "text"
-    result = single_stream(args, text, args.size, max(8, args.window), args.window, 1024 * 1024)
-    result.update(mode=args.mode, window=args.window, size=args.size)
+    stream, info = command_stream(args, max(8, args.window), text)
+    result = single_stream(args, text, stream, args.window, 1024 * 1024)
+    result.update(mode=args.mode, window=args.window, size=args.size, **info)
     return result
 
 
@@ -454,8 +620,7 @@ def scenario_reqresp(args: argparse.Namespace) -> dict:
     text = args.mode == "text"
     conns = args.conns
     per_conn = 64
-    stream = Stream(per_conn * conns, args.size, text, args.seed)
-    rep_len = stream.rep_len
+    stream, info = command_stream(args, per_conn * conns, text)
     ep = select.epoll()
     many = Many(args.host, args.port, text, ep)
     opened = many.open(conns, now() + args.stall, args.server_pid or None)
@@ -466,8 +631,9 @@ def scenario_reqresp(args: argparse.Namespace) -> dict:
     count = dict.fromkeys(socks, 0)  # fd -> requests answered
     buf = dict.fromkeys(socks, b"")
     sent_at: dict[int, float] = {}
-    requests = [bytes(stream.requests_slice(i, 1)) for i in range(stream.period)]
-    replies = [stream.replies[i * rep_len : (i + 1) * rep_len] for i in range(stream.period)]
+    requests = [p[0] for p in stream.pairs]
+    replies = [p[1] for p in stream.pairs]
+    expect: dict[int, bytes] = {}  # fd -> the reply to its request in flight
     latencies: list[float] = []
     record = latencies.append
     t_start = now()
@@ -480,6 +646,7 @@ def scenario_reqresp(args: argparse.Namespace) -> dict:
     warm_count = end_count = 0
     in_flight = 0
     for fd, sock in socks.items():
+        expect[fd] = replies[index[fd] * per_conn]
         sent_at[fd] = now()
         sock.send(requests[index[fd] * per_conn])
         in_flight += 1
@@ -506,21 +673,21 @@ def scenario_reqresp(args: argparse.Namespace) -> dict:
                 raise Failed(f"server closed connection {index[fd]}")
             if buf[fd]:
                 data = buf[fd] + data
-            if len(data) < rep_len:
-                buf[fd] = data
-                continue
-            n = count[fd]
-            slot = index[fd] * per_conn + n % per_conn
-            if data != replies[slot]:
-                raise Failed(f"connection {index[fd]} request {n}: got {data[:80]!r}, expected {replies[slot][:80]!r}")
+            want = expect[fd]
+            if data != want:
+                if len(data) < len(want) and want.startswith(data):
+                    buf[fd] = data
+                    continue
+                raise Failed(f"connection {index[fd]} request {count[fd]}: got {data[:80]!r}, expected {want[:80]!r}")
             buf[fd] = b""
             if measuring:
                 record(t - sent_at[fd])
             done_total += 1
             in_flight -= 1
-            count[fd] = n = n + 1
+            count[fd] = n = count[fd] + 1
             if not stopping:
                 slot = index[fd] * per_conn + n % per_conn
+                expect[fd] = replies[slot]
                 sent_at[fd] = now()
                 sock.send(requests[slot])
                 in_flight += 1
@@ -537,6 +704,7 @@ def scenario_reqresp(args: argparse.Namespace) -> dict:
         "mode": args.mode,
         "conns": conns,
         "size": args.size,
+        **info,
         "requests_verified": done_total,
         "measured_requests": measured,
         "seconds": seconds,
@@ -741,6 +909,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     timed.add_argument("--duration", type=float, default=3.0, help="measured seconds")
     timed.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
     timed.add_argument("--max-requests", type=int, default=50_000_000, help="stop sending after this many")
+    timed.add_argument(
+        "--command",
+        choices=COMMANDS,
+        default="echo",
+        help="what the requests ask: ECHO, REVERSE, or mixed (ECHO, REVERSE, HELP, HELP ECHO and an unknown "
+        "command in turn; the HELP replies are learned from the server on a setup connection)",
+    )
     sub = parser.add_subparsers(dest="scenario", required=True)
     p = sub.add_parser("pipelined", parents=[common, timed], help="1 connection, a window of requests in flight")
     p.add_argument("--window", type=int, default=256)

@@ -1,8 +1,9 @@
-"""Profile tinytcp's hot path under pipelined or request/response ECHO load (binary and text).
+"""Profile tinytcp's hot path under pipelined or request/response load (binary and text).
 
     python benchmarks/profile_server.py                  # cProfile (twistd --profile), both modes
     python benchmarks/profile_server.py --sampler py-spy # py-spy sampling (pip install py-spy)
     python benchmarks/profile_server.py --sampler py-spy --scenario reqresp --reactor asyncio
+    python benchmarks/profile_server.py --command reverse   # REVERSE (or mixed) instead of ECHO
 
 For each mode it starts ``twistd -n tinytcp`` on CPU 0 (under cProfile, or with py-spy
 attached), drives it from CPU 1 for ``--duration`` seconds with ``loadgen.py pipelined``
@@ -54,8 +55,12 @@ LOADS = {
 }
 
 
-def loadgen(pin: list[str], mode: str, port: int, duration: float, scenario: str = "pipelined") -> str:
+def loadgen(
+    pin: list[str], mode: str, port: int, duration: float, scenario: str = "pipelined", command: str = "echo"
+) -> str:
+    """Run one loadgen scenario against ``port``; its JSON result."""
     cmd = pin + [sys.executable, LOADGEN, *SCENARIOS[scenario], "--mode", mode, "--port", str(port)]
+    cmd += ["--command", command]
     cmd += ["--duration", str(duration), "--warmup", "0.2", "--timeout", str(duration + 30)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout.strip()
 
@@ -81,7 +86,7 @@ def cprofile_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[l
     try:
         wait_ready(proc, text_port, binary_port)
         port = text_port if mode == "text" else binary_port
-        print(f"  load: {loadgen(pin[1], mode, port, args.duration, args.scenario)}")
+        print(f"  load: {loadgen(pin[1], mode, port, args.duration, args.scenario, args.command)}")
     finally:
         stop(proc)
     stats = pstats.Stats(stats_file)
@@ -136,7 +141,8 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
         )
         try:
             time.sleep(0.5)
-            print(f"  load: {loadgen(pin[1], mode, server.port(mode), args.duration, args.scenario)}")
+            load = loadgen(pin[1], mode, server.port(mode), args.duration, args.scenario, args.command)
+            print(f"  load: {load}")
             spy.wait(timeout=args.duration + 30)
         finally:
             if spy.poll() is None:
@@ -181,7 +187,7 @@ def pyspy_mode(args: argparse.Namespace, mode: str, workdir: str, pin: list[list
 
 
 #: the line of tinytcp's reactor that waits in epoll_wait
-with open(os.path.join(HERE, "..", "tinytcp", "reactor.py")) as _reactor_source:
+with open(os.path.join(HERE, "..", "tinytcp", "server", "reactor.py")) as _reactor_source:
     TINYTCP_POLL_LINE = next(n for n, text in enumerate(_reactor_source, 1) if "self._poller.poll(" in text)
 WAITING = ("EPollReactor.doPoll ", "EpollSelector.select ", "_PollLikeSelector.select ", "AsyncioSelectorReactor.run ")
 WAITING_NAMES = "doPoll, EpollSelector.select or, on uvloop, AsyncioSelectorReactor.run"
@@ -193,6 +199,7 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=["binary", "text"], choices=["binary", "text"])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="pipelined")
     parser.add_argument("--reactor", choices=REACTORS, default="default", help="as run.py --reactor")
+    parser.add_argument("--command", choices=("echo", "reverse", "mixed"), default="echo", help="as loadgen.py")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=20)
@@ -203,7 +210,8 @@ def main() -> int:
         pin = [["taskset", "-c", "0"], ["taskset", "-c", "1"]]
     workdir = tempfile.mkdtemp(prefix="tinytcp-profile-")
     for mode in args.modes:
-        title = f"{args.scenario} {mode} ECHO, {LOADS[args.scenario]}"
+        command = {"echo": "ECHO", "reverse": "REVERSE"}.get(args.command, args.command)
+        title = f"{args.scenario} {mode} {command}, {LOADS[args.scenario]}"
         print(f"== {title} ({args.sampler}, reactor {args.reactor})", flush=True)
         if args.sampler == "cprofile":
             cprofile_mode(args, mode, workdir, pin)

@@ -70,7 +70,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="rounds (at least 3)")
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each run")
-    parser.add_argument("--only", nargs="*", help="scenarios whose name contains one of these words")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help="scenarios whose name or command contains one of these words (default ECHO; or REVERSE, mixed, text...)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--json", help="also write every raw result to this file")
     parser.add_argument("--tinytcp-commit", metavar="REV", help="benchmark tinytcp as committed at REV")
@@ -94,7 +98,8 @@ def main() -> int:
     for reactor in args.reactors:
         machine[f"reactor {reactor}"] = bench.reactor_description(reactor)
 
-    # run.py's pipelined and request/response scenarios, with this run's duration
+    # run.py's pipelined and request/response scenarios, with this run's duration: the ECHO
+    # ones unless --only names others (REVERSE, mixed)
     chosen = bench.scenarios(
         argparse.Namespace(
             duration=args.duration,
@@ -103,7 +108,7 @@ def main() -> int:
             idle_conns=0,
             fanout_conns=0,
             quick=False,
-            only=args.only or ["pipelined", "request/response"],
+            only=args.only or ["ECHO"],
         )
     )
     chosen = [s for s in chosen if s.name.startswith(("pipelined", "request/response"))]

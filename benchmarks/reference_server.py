@@ -1,21 +1,32 @@
 """Reference server for the benchmarks: tinytcp's two wire formats on asyncio's Protocol API.
 
 This is the yardstick ``benchmarks/run.py`` measures tinytcp against: the strongest plain
-Python design we know for the same bytes (stdlib asyncio, ``asyncio.Protocol``, no uvloop,
-no C extension), written for speed but without cutting protocol corners that matter for
-the benchmarked traffic:
+Python design we know for the same bytes (stdlib asyncio, ``asyncio.Protocol``, no uvloop;
+the one C extension is ``regex``, which tinytcp's REVERSE uses too), written for speed but
+without cutting protocol corners that matter for the benchmarked traffic:
 
 - text mode: ``WELCOME <banner>\\r\\n`` on connect; lines end in LF or CRLF; the command word
   is case-insensitive; ``ECHO <text>`` -> ``ECHO <text>\\r\\n`` (argument = rest of the line
-  after the first run of blanks, trailing blanks removed, must be UTF-8); ``QUIT``/``EXIT`` ->
-  ``BYE\\r\\n`` and close; lines longer than --max-line -> ``ERROR LINE_TOO_LONG`` and close;
-  anything else -> ``ERROR UNKNOWN_COMMAND`` (or ``ERROR BAD_ARGUMENTS``/``BAD_ENCODING``).
+  after the first run of blanks, trailing blanks removed, must be UTF-8); ``REVERSE <text>``
+  (or ``REV``) -> ``REVERSE <text reversed>\\r\\n``; ``HELP`` -> ``HELP <command names>\\r\\n``,
+  ``HELP <command>`` -> ``HELP <its usage>\\r\\n``; ``QUIT``/``EXIT`` -> ``BYE\\r\\n`` and close;
+  lines longer than --max-line -> ``ERROR LINE_TOO_LONG`` and close; anything else ->
+  ``ERROR UNKNOWN_COMMAND`` (or ``ERROR BAD_ARGUMENTS``/``BAD_ENCODING``).
 - binary mode: frames ``[code u8][length u32 BE][payload]``; ECHO (1) is answered with the
-  identical frame; QUIT (3) -> frame (3, ``BYE``) and close; a length over --max-frame ->
-  error frame (0xFF, ``FRAME_TOO_LARGE``) and close; other codes -> error frame
-  ``UNKNOWN_COMMAND``.
+  identical frame; REVERSE (2) with frame (2, the payload reversed); HELP (5) with frame (5,
+  the command names), or (5, the usage) when the payload names a command; QUIT (3) -> frame
+  (3, ``BYE``) and close; a length over --max-frame -> error frame (0xFF, ``FRAME_TOO_LARGE``)
+  and close; other codes -> error frame ``UNKNOWN_COMMAND``.
+- REVERSE decodes the UTF-8 argument (``BAD_ENCODING`` when it is not UTF-8) and reverses
+  it as tinytcp does: ``[::-1]`` for ASCII without CR, grapheme clusters (the ``regex``
+  module's ``\\X``) otherwise, then encodes the result; the work is done for every
+  request, nothing is cached.
+- HELP's command names and usage lines are tinytcp's, held here as constant replies: the
+  reference implements only ECHO, REVERSE, HELP and QUIT (and SAY below), but HELP answers
+  the same bytes as tinytcp (as of this file), so the mixed stream costs both the same.
 - ``SAY <text>`` (text mode, only with ``--chat``): ``MSG <text>\\r\\n`` to every other text
-  client. tinytcp has no chat yet; the flag exists so the fan-out scenario can be exercised.
+  client, with no nicks or rate limit as tinytcp's chat has; the flag exists so the fan-out
+  scenario can be exercised.
 
 Usage: ``python benchmarks/reference_server.py --port 40000 --binary-port 40001``
 """
@@ -29,11 +40,34 @@ import signal
 import socket
 import struct
 
+import regex
+
 CRLF = b"\r\n"
 HEADER = struct.Struct(">BI")
 HEADER_SIZE = HEADER.size
-ECHO, QUIT = 1, 3
+ECHO, REVERSE, QUIT, HELP = 1, 2, 3, 5
 ERROR = 0xFF
+GRAPHEME = regex.compile(r"\X")
+
+#: tinytcp's commands in its HELP order, with their usage lines (tinytcp/protocol/core.py)
+USAGE = {
+    "TIME": "TIME: the server's local time, ISO 8601 with its UTC offset",
+    "ECHO": "ECHO <text>: send the text back unchanged",
+    "REVERSE": "REVERSE <text> (alias REV): the text reversed, character by character as a reader sees them",
+    "HELP": "HELP [command]: the command names, or the usage of one command",
+    "NICK": "NICK <name>: chat as name (1-32 letters, digits, _ or -)",
+    "SAY": "SAY <text>: send MSG <your nick> <text> to every other client",
+    "WHO": "WHO: the nicks in the chat, then +N for the guests",
+    "QUIT": "QUIT (alias EXIT): the server says BYE and closes the connection",
+}
+ALIASES = {"REV": "REVERSE", "EXIT": "QUIT"}
+
+
+def reverse_text(text: str) -> str:
+    """Reverse what a reader sees as characters, so combining marks and emoji survive."""
+    if text.isascii() and "\r" not in text:  # CR LF is one grapheme
+        return text[::-1]
+    return "".join(reversed(GRAPHEME.findall(text)))
 
 
 def error_line(name: str) -> bytes:
@@ -53,6 +87,24 @@ BYE_LINE = b"BYE" + CRLF
 UNKNOWN_FRAME = error_frame("UNKNOWN_COMMAND")
 TOO_LARGE_FRAME = error_frame("FRAME_TOO_LARGE")
 BYE_FRAME = HEADER.pack(QUIT, 3) + b"BYE"
+HELP_LIST = " ".join(USAGE).encode("ascii")
+HELP_LINE = b"HELP " + HELP_LIST + CRLF
+HELP_FRAME = HEADER.pack(HELP, len(HELP_LIST)) + HELP_LIST
+
+
+def usage_replies() -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """Command name (upper case, aliases too) -> its HELP reply, as a line and as a frame:
+    constant replies, built once like the error replies above."""
+    lines, frames = {}, {}
+    for name, command in [*((n, n) for n in USAGE), *ALIASES.items()]:
+        usage = USAGE[command].encode("utf-8")
+        lines[name.encode("ascii")] = b"HELP " + usage + CRLF
+        frames[name.encode("ascii")] = HEADER.pack(HELP, len(usage)) + usage
+    return lines, frames
+
+
+USAGE_LINES, USAGE_FRAMES = usage_replies()
+BAD_ENCODING_FRAME = error_frame("BAD_ENCODING")
 
 
 class Settings:
@@ -119,6 +171,18 @@ class TextProtocol(asyncio.Protocol):
                         append(BAD_ENCODING_LINE)
                         continue
                 append(b"ECHO " + argument + CRLF)
+            elif word == b"REVERSE" or word == b"REV":
+                if len(parts) == 1:
+                    append(BAD_ARGS_LINE)
+                    continue
+                try:
+                    text = parts[1].rstrip().decode("utf-8")
+                except UnicodeDecodeError:
+                    append(BAD_ENCODING_LINE)
+                    continue
+                append(b"REVERSE " + reverse_text(text).encode("utf-8") + CRLF)
+            elif word == b"HELP":
+                append(HELP_LINE if len(parts) == 1 else USAGE_LINES.get(parts[1].rstrip().upper(), UNKNOWN_LINE))
             elif word == b"QUIT" or word == b"EXIT":
                 append(BYE_LINE)
                 self._close(b"".join(out))
@@ -188,6 +252,19 @@ class BinaryProtocol(asyncio.Protocol):
                 break
             if code == ECHO:
                 out.append(data if (offset == 0 and end == size) else data[offset:end])
+            elif code == REVERSE:
+                try:
+                    text = data[offset + HEADER_SIZE : end].decode("utf-8")
+                except UnicodeDecodeError:
+                    out.append(BAD_ENCODING_FRAME)
+                else:
+                    payload = reverse_text(text).encode("utf-8")
+                    out.append(HEADER.pack(REVERSE, len(payload)) + payload)
+            elif code == HELP:
+                if length == 0:
+                    out.append(HELP_FRAME)
+                else:
+                    out.append(USAGE_FRAMES.get(data[offset + HEADER_SIZE : end].upper(), UNKNOWN_FRAME))
             elif code == QUIT and length == 0:
                 out.append(BYE_FRAME)
                 self._close(b"".join(out))

@@ -1,7 +1,8 @@
 """Benchmark runner: tinytcp (the real ``twistd -n tinytcp``) against an asyncio reference.
 
-    python benchmarks/run.py --quick     # about a minute
-    python benchmarks/run.py             # the full run, about 8 minutes
+    python benchmarks/run.py --quick             # about 2 minutes
+    python benchmarks/run.py                     # the full run, about 15 minutes
+    python benchmarks/run.py --quick --only REVERSE   # a subset: words of the names or commands
 
 In one run it starts three servers on free loopback ports:
 
@@ -17,6 +18,11 @@ generator on CPU 1 (``taskset``) when the machine has two CPUs or more.  The idl
 starts a fresh server for every measurement, so that RSS growth is not hidden by memory an
 earlier scenario freed.  The soft RLIMIT_NOFILE is raised to the hard limit for this
 process and every child.  Every process started here is stopped on exit, error or Ctrl+C.
+
+The pipelined and request/response scenarios run for ECHO, for REVERSE and for the mixed
+stream of ``loadgen.py --command mixed`` (ECHO, REVERSE, HELP, HELP ECHO, an unknown command
+in turn), in both wire formats; the ceiling server only answers ECHO, so those rows have no
+ceiling and the load generator's own CPU share says whether it was the limit.
 
 Besides wall-clock rates it reports the server's own CPU time per request (from /proc),
 which stays meaningful when other programs share the machine, and the share of CPU 0 that
@@ -309,6 +315,7 @@ class Scenario:
         ceiling: bool = True,
         per: str | None = None,
         timeout: float = 60.0,
+        command: str = "ECHO",
     ) -> None:
         self.name = name
         self.loadgen = loadgen
@@ -320,6 +327,8 @@ class Scenario:
         #: key whose count the server CPU time is divided by (requests, MB)
         self.per = per
         self.timeout = timeout
+        #: what the requests ask, so that ``--only ECHO`` finds the rows whose name does not say it
+        self.command = command
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -356,6 +365,25 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
                 reqresp,
                 per="requests_verified",
                 timeout=bound,
+            )
+            for mode in ("binary", "text")
+        ]
+        + [
+            # the other commands: no ceiling, since trivial_server.py answers nothing but ECHO
+            Scenario(
+                f"{kind} {label} {mode}",
+                [loadgen, "--command", command, *shape, "--size", "32", *timed],
+                mode,
+                metrics,
+                ceiling=False,
+                per="requests_verified",
+                timeout=bound,
+                command=label,
+            )
+            for command, label in (("reverse", "REVERSE"), ("mixed", "mixed"))
+            for kind, loadgen, shape, metrics in (
+                ("pipelined", "pipelined", ["--window", "256"], [(*rate, ">= 1.0x"), cpu_req, busy]),
+                ("request/response", "reqresp", ["--conns", "64"], reqresp),
             )
             for mode in ("binary", "text")
         ]
@@ -400,9 +428,15 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             [("fanout_ms", "SAY to all ms", "{:.1f}", False, None)],
             ceiling=False,
             timeout=90.0,
+            command="SAY",
         )
     )
-    return [s for s in out if not args.only or any(word in s.name for word in args.only)]
+    return [s for s in out if not args.only or any(matches(word, s) for word in args.only)]
+
+
+def matches(word: str, scenario: Scenario) -> bool:
+    """``--only``: ``word`` is in the scenario's name or command, in any case."""
+    return word.lower() in f"{scenario.name} {scenario.command}".lower()
 
 
 def run_loadgen(scenario: Scenario, server: Server, pin: list[str]) -> dict:
@@ -539,6 +573,24 @@ def table(all_results: dict, chosen: list[Scenario], notes: dict) -> str:
     return "\n".join(lines)
 
 
+def help_notes(all_results: dict) -> list[str]:
+    """Where the servers' HELP replies, learned by the mixed stream, differ: then the stream
+    is not the same bytes for both (tinytcp has gained commands the reference does not list)."""
+    notes = []
+    for name, per_server in all_results.items():
+        learned = {
+            kind: next((r["learned"] for r in per_server.get(kind, []) if r.get("learned")), None)
+            for kind in ("tinytcp", "reference")
+        }
+        if None not in learned.values() and learned["tinytcp"] != learned["reference"]:
+            sizes = {kind: sum(len(v) for v in replies.values()) for kind, replies in learned.items()}
+            notes.append(
+                f"{name}: the HELP replies differ ({sizes['tinytcp']} bytes from tinytcp, "
+                f"{sizes['reference']} from the reference): {learned['tinytcp']['help'].strip()!r}"
+            )
+    return notes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs, 3 rounds, idle in binary mode only")
@@ -547,7 +599,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each timed run (0.2 quick, 0.5 full)")
     parser.add_argument("--idle-conns", type=int, help="connections in the idle scenario (10000 quick, 15000 full)")
     parser.add_argument("--fanout-conns", type=int, default=1000)
-    parser.add_argument("--only", nargs="*", help="run only scenarios whose name contains one of these words")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help="run only scenarios whose name or command (ECHO, REVERSE, mixed, SAY) contains one of these words, "
+        "in any case",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
         "--reactor",
@@ -684,6 +741,8 @@ def main() -> int:
         f"{time.monotonic() - t_start:.0f}s in all\n"
     )
     print(table(results, chosen, notes))
+    for note in help_notes(results):
+        print(f"note: {note}")
     print(
         "\nhigher is better for req/s, MB/s and connections held; lower for latency, CPU, RSS and time."
         "\nA ceiling well above both servers means the load generator was not the limit."

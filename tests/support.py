@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-LISTENING = re.compile(r"(text|binary) mode listening on tcp:127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"(text|binary) mode listening on (?:tcp|ssl):127\.0\.0\.1:(\d+)")
 
 
 def twistd_path() -> str:
@@ -125,6 +125,22 @@ class RunningServer:
         self._reader.join(5)
         shutil.rmtree(self.workdir, ignore_errors=True)
         return self.process.returncode
+
+
+def start_twistd(
+    *args: str, daemon: bool = False, workdir: str, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``twistd [-n] tinytcp ARGS`` to completion in ``workdir``: for start-up failures, and
+    for daemons, whose twistd returns once the daemon has reported its start."""
+    mode = ["--pidfile=twistd.pid", "--logfile=twistd.log"] if daemon else ["-n", "--pidfile="]
+    return subprocess.run(
+        [twistd_path(), *mode, "tinytcp", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def read_lines(sock: socket.socket, count: int) -> list[bytes]:

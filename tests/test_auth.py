@@ -193,7 +193,7 @@ def err(name: str) -> Reply:
 class CommandTests(SynchronousTestCase):
     def test_help_lists_the_account_commands(self) -> None:
         core = Fixture(self).core
-        self.assertEqual(core.help_list, b"TIME ECHO REVERSE HELP NICK SAY WHO REGISTER LOGIN LOGOUT QUIT")
+        self.assertEqual(core.help_list, b"TIME ECHO REVERSE HELP NICK SAY WHO INFO REGISTER LOGIN LOGOUT QUIT")
         self.assertEqual(
             [(c.name, c.code) for c in ACCOUNT_COMMANDS], [("REGISTER", 10), ("LOGIN", 11), ("LOGOUT", 12)]
         )

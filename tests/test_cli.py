@@ -251,6 +251,12 @@ class FailureTests(unittest.SynchronousTestCase):
             self.assertEqual(exit.exception.code, 2, args)
             self.assertIn("usage: tinytcp-client", stderr.getvalue())
 
+    def test_version(self) -> None:
+        from tinytcp import __version__
+
+        result = run_client("--version")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, f"tinytcp-client {__version__}\n", ""))
+
     def test_default_ports_follow_the_mode(self) -> None:
         self.assertEqual((cli.parse_args([]).host, cli.parse_args([]).port), ("127.0.0.1", 40000))
         self.assertEqual(cli.parse_args(["--binary"]).port, 40001)

@@ -52,7 +52,7 @@ class CoreTests(SynchronousTestCase):
         self.assertEqual(self.text(b"REVERSE"), error(errors.BAD_ARGUMENTS))
 
     def test_help_lists_command_names(self) -> None:
-        self.assertEqual(self.text(b"HELP"), Reply(Code.HELP, b"TIME ECHO REVERSE HELP NICK SAY WHO QUIT"))
+        self.assertEqual(self.text(b"HELP"), Reply(Code.HELP, b"TIME ECHO REVERSE HELP NICK SAY WHO INFO QUIT"))
 
     def test_help_for_one_command_and_alias(self) -> None:
         self.assertTrue(self.text(b"HELP", b"echo").payload.startswith(b"ECHO <text>"))
@@ -102,11 +102,11 @@ class FrameRequestTests(SynchronousTestCase):
 
     def test_time_help_quit(self) -> None:
         self.assertEqual(self.frame(Code.TIME), Reply(Code.TIME, b"2025-09-12T17:24:13-05:00"))
-        self.assertEqual(self.frame(Code.HELP), Reply(Code.HELP, b"TIME ECHO REVERSE HELP NICK SAY WHO QUIT"))
+        self.assertEqual(self.frame(Code.HELP), Reply(Code.HELP, b"TIME ECHO REVERSE HELP NICK SAY WHO INFO QUIT"))
         self.assertEqual(self.frame(Code.QUIT), BYE)
 
     def test_unknown_codes(self) -> None:
-        for code in (0, 9, 0x80, 0xFE, 0xFF):
+        for code in (0, 0x7F, 0x80, 0xFE, 0xFF):
             self.assertEqual(self.frame(code, b"x"), error(errors.UNKNOWN_COMMAND))
 
 

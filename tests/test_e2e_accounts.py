@@ -69,7 +69,7 @@ class AccountTests(SynchronousTestCase):
             [
                 b"ERROR AUTH_REQUIRED",
                 b"ERROR REGISTER_DISABLED",
-                b"HELP TIME ECHO REVERSE HELP NICK SAY WHO REGISTER LOGIN LOGOUT QUIT",
+                b"HELP TIME ECHO REVERSE HELP NICK SAY WHO INFO REGISTER LOGIN LOGOUT QUIT",
             ],
         )
         server = self.start("--require-login", "--allow-register", "--accounts", os.path.join(folder, "b.sqlite3"))

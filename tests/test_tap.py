@@ -1,11 +1,18 @@
 """twistd options and service assembly."""
 
+import io
+import os
+import tempfile
+from contextlib import redirect_stdout
+
 from twisted.application.service import IService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tinytcp.server.service import endpoint_description, make_service
+from tinytcp import __version__
+from tinytcp.ops.startup import StartupError, endpoint_problem, seconds, whole_number
+from tinytcp.server.service import describe_host, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 from tinytcp.server.tap import Options, makeService, settings_from
 
@@ -49,17 +56,76 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(endpoint_description("40000"), "tcp:40000:interface=127.0.0.1:backlog=1024")
         self.assertEqual(endpoint_description("tcp:40000"), "tcp:40000")
 
-    def test_bad_values_are_usage_errors(self) -> None:
-        for args in (
-            ["--port", "nonsense:1"],
-            ["--max-line", "0"],
-            ["--max-frame", "big"],
-            ["--shutdown-grace", "-1"],
-            ["--idle-timeout", "-5"],
-            ["--max-connections", "0"],
-            ["--binary-port", "none", "--binary-port", "5"],
+    def test_bad_values_are_one_line_naming_the_option_and_value(self) -> None:
+        for args, expected in (
+            (["--port", "nonsense:1"], "--port 'nonsense:1': unknown endpoint type 'nonsense'"),
+            (["--port", "99999"], "--port: '99999' is not a port number"),
+            (["--port", "tcp:1:bogus=1"], "--port 'tcp:1:bogus=1': tcp endpoints have no parameter 'bogus'"),
+            (["--port", "tcp6:40000:interface=::1"], "escape the colons"),
+            (["--max-line", "0"], "--max-line: '0' is not a whole number 1 or more"),
+            (["--max-frame", "big"], "--max-frame: 'big' is not a whole number from 1 to 4294967295"),
+            (["--max-frame", "4294967296"], "--max-frame: '4294967296'"),
+            (["--shutdown-grace", "-1"], "--shutdown-grace: '-1' is not a number of seconds"),
+            (["--shutdown-grace", "nan"], "--shutdown-grace: 'nan'"),
+            (["--idle-timeout", "inf"], "--idle-timeout: 'inf'"),
+            (["--idle-timeout", "-5"], "--idle-timeout: '-5'"),
+            (["--max-connections", "0"], "--max-connections: '0'"),
+            (["--max-pending", "1e6"], "--max-pending: '1e6'"),
+            (["--log-format", "xml"], "--log-format: 'xml' is not one of text, json"),
+            (["--banner", "two\r\nlines"], "--banner: 'two\\r\\nlines' is not one line of printable text"),
+            (["--binary-port", "none", "--binary-port", "5"], "--binary-port none cannot be combined"),
+            (["--bogus"], "option --bogus not recognized (twistd tinytcp --help lists them)"),
         ):
-            self.assertRaises(usage.UsageError, parse, *args)
+            with self.assertRaises(SystemExit) as caught:
+                parse(*args)
+            message = str(caught.exception.code)
+            self.assertTrue(message.startswith("twistd tinytcp: "), message)
+            self.assertIn(expected, message)
+            self.assertNotIn("\n", message)
+
+    def test_tls_mistakes_are_one_line(self) -> None:
+        import twisted.test
+
+        pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+            f.write("not a key\n")
+        not_pem = f.name
+        self.addCleanup(os.remove, not_pem)
+        for port, expected in (
+            ("ssl:0", "ssl: needs privateKey=FILE"),
+            ("ssl:0:privateKey=/nonexistent/key.pem", "no such file: /nonexistent/key.pem"),
+            (f"ssl:0:privateKey={pem}:certKey=/nonexistent/cert.pem", "no such file: /nonexistent/cert.pem"),
+            (f"ssl:0:privateKey={not_pem}", "privateKey/certKey is not a PEM key and certificate"),
+        ):
+            with self.assertRaises(SystemExit) as caught:
+                parse("--port", port)
+            self.assertIn(f"--port {port!r}: {expected}", str(caught.exception.code))
+
+    def test_a_missing_tls_module_names_the_extra_to_install(self) -> None:
+        self.assertEqual(
+            endpoint_problem("ssl:40443:privateKey=k.pem", ModuleNotFoundError("No module named 'OpenSSL'")),
+            "TLS support is not installed; pip install 'tinytcp[tls]' (No module named 'OpenSSL')",
+        )
+
+    def test_systemd_without_sockets_says_how_to_pass_them(self) -> None:
+        with self.assertRaises(SystemExit) as caught:
+            parse("--port", "systemd:domain=INET:index=0")
+        self.assertIn("systemd passed no such socket", str(caught.exception.code))
+
+    def test_version(self) -> None:
+        import twisted
+
+        out = io.StringIO()
+        with redirect_stdout(out), self.assertRaises(SystemExit) as caught:
+            parse("--version")
+        self.assertEqual(caught.exception.code, 0)
+        self.assertEqual(out.getvalue(), f"tinytcp {__version__} (Twisted {twisted.__version__})\n")
+
+    def test_numbers_from_a_config_file_keep_their_type(self) -> None:
+        self.assertEqual(whole_number("max-line")(100), 100)
+        self.assertEqual(seconds("idle-timeout")(2), 2.0)
+        self.assertRaises(usage.UsageError, whole_number("max-line"), True)
+        self.assertRaises(usage.UsageError, seconds("idle-timeout"), float("nan"))
 
 
 class ServiceTests(SynchronousTestCase):
@@ -71,8 +137,39 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(listening, [(40000, "127.0.0.1"), (40002, "0.0.0.0"), (40001, "127.0.0.1")])
         self.successResultOf(service.stopService())
 
-    def test_make_service_from_options(self) -> None:
-        self.assertTrue(IService.providedBy(makeService(parse("--binary-port", "none"))))
+
+    def test_a_port_that_cannot_be_bound_is_a_startup_error_naming_the_option(self) -> None:
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            service = make_service(Settings(), [str(port)], [])
+            with self.assertRaises(StartupError) as caught:
+                service.listen()
+        self.assertEqual(
+            str(caught.exception),
+            f"--port {port}: cannot listen for text clients on "
+            f"tcp:{port}:interface=127.0.0.1:backlog=1024: address already in use",
+        )
+
+    def test_listening_addresses_as_an_operator_reads_them(self) -> None:
+        from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+        self.assertEqual(describe_host(IPv4Address("TCP", "127.0.0.1", 40000)), "tcp:127.0.0.1:40000")
+        self.assertEqual(describe_host(IPv6Address("TCP", "::1", 40000), "tcp6:40000"), "tcp:[::1]:40000")
+        self.assertEqual(describe_host(IPv4Address("TCP", "127.0.0.1", 443), "ssl:443:k=v"), "ssl:127.0.0.1:443")
+        self.assertEqual(describe_host(UNIXAddress(b"/run/t.sock")), "unix:/run/t.sock")
+
+
+class MakeServiceTests(TestCase):
+    def test_twistds_service_is_already_listening(self) -> None:
+        service = makeService(parse("--port", "tcp:0:interface=127.0.0.1", "--binary-port", "none"))
+        self.assertTrue(IService.providedBy(service))
+        (listener,) = service
+        self.assertIsNotNone(listener.port)
+        return service.stopService()
 
 
 class ClientCertificateOptionTests(SynchronousTestCase):
@@ -85,15 +182,15 @@ class ClientCertificateOptionTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, pki.folder, True)
         settings = settings_from(parse("--client-ca", pki.ca, "--require-client-cert"))
         self.assertEqual((settings.client_ca, settings.require_client_cert), (pki.ca, True))
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             parse("--client-ca", pki.server_key)
         self.assertIn("no PEM certificate", str(caught.exception))
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             parse("--client-ca", pki.folder + "/missing")
         self.assertIn("No such file", str(caught.exception))
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             parse("--require-client-cert")
-        self.assertEqual(str(caught.exception), "--require-client-cert needs --client-ca")
+        self.assertEqual(str(caught.exception), "twistd tinytcp: --require-client-cert needs --client-ca")
 
 
 class AccountOptionTests(SynchronousTestCase):
@@ -113,7 +210,7 @@ class AccountOptionTests(SynchronousTestCase):
         options = parse("--auth", "file:/nonexistent/passwd", "--require-login")
         self.assertEqual(len(options["credCheckers"]), 1)
         self.assertIsNone(settings_from(options).accounts)
-        with self.assertRaises(usage.UsageError):
+        with self.assertRaises(SystemExit):
             parse("--auth", "file:/nonexistent/passwd", "--accounts", "x.db")
 
     def test_limits_and_cost(self) -> None:
@@ -125,7 +222,7 @@ class AccountOptionTests(SynchronousTestCase):
             (3, 9, 60.0, 4),
         )
         for rounds in ("3", "32", "x"):
-            with self.assertRaises(usage.UsageError):
+            with self.assertRaises(SystemExit):
                 parse("--bcrypt-rounds", rounds)
 
     def test_unix_sockets_get_mode_660_unless_given(self) -> None:

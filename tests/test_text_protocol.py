@@ -18,7 +18,7 @@ SESSION_REPLIES = (
     b"TIME 2025-09-12T17:24:13-05:00\r\n"
     b"ECHO hello  world\r\n"
     b"REVERSE \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbdba\r\n"
-    b"HELP TIME ECHO REVERSE HELP NICK SAY WHO QUIT\r\n"
+    b"HELP TIME ECHO REVERSE HELP NICK SAY WHO INFO QUIT\r\n"
     b"ERROR UNKNOWN_COMMAND\r\n"
     b"ERROR BAD_ARGUMENTS\r\n"
 )

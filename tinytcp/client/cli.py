@@ -22,6 +22,7 @@ from twisted.internet import defer, endpoints, error
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from tinytcp import __version__
 from tinytcp.auth.commands import loggable_line
 from tinytcp.client.library import (
     Client,
@@ -120,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="bound on connecting and on each reply (default %(default)g)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.script is not None and args.commands:
         parser.error("give COMMANDs or --script, not both")

@@ -173,6 +173,13 @@ def _who(core: Core, session: Session, argument: bytes | None) -> Answer:
     return core.room.who()
 
 
+def _info(core: Core, session: Session, argument: bytes | None) -> Answer:
+    fields = core.status(argument or None)
+    if fields is None:
+        return error(errors.BAD_ARGUMENTS)
+    return fields
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("TIME", Code.TIME, "TIME: the server's local time, ISO 8601 with its UTC offset", _time),
     Command("ECHO", Code.ECHO, "ECHO <text>: send the text back unchanged", _echo),
@@ -187,6 +194,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("NICK", Code.NICK, "NICK <name>: chat as name (1-32 letters, digits, _ or -)", _nick),
     Command("SAY", Code.SAY, "SAY <text>: send MSG <your nick> <text> to every other client", _say),
     Command("WHO", Code.WHO, "WHO: the nicks in the chat, then +N for the guests", _who),
+    Command(
+        "INFO",
+        Code.INFO,
+        "INFO [section]: server status as key:value fields; sections: server clients stats chat",
+        _info,
+    ),
     Command(
         "QUIT", Code.QUIT, "QUIT (alias EXIT): the server says BYE and closes the connection", _quit, aliases=("EXIT",)
     ),
@@ -210,14 +223,37 @@ class Core:
             for name in (command.name, *command.aliases):
                 self.by_name[name.encode("ascii")] = command
         self.by_code: dict[int, Command] = {command.code: command for command in commands}
+        #: handler per binary code (None: no such command), a list so that dispatch is one index
+        self.frame_handlers: list[Handler | None] = [None] * 256
+        for code, command in self.by_code.items():
+            self.frame_handlers[code] = command.handler
         self.help_list = " ".join(command.name for command in commands).encode("ascii")
+        #: requests per command code, for INFO; [0] counts requests that named no command
+        #: (a list index, not a dict lookup: it is bumped on every request the core runs)
+        self.calls = [0] * 256
+        #: INFO's payload for a section (None: all), or None for no such section; the
+        #: server replaces this with tinytcp.ops.status.info, which knows more than the core
+        self.status: Callable[[bytes | None], bytes | None] = self.chat_status
+
+    def chat_status(self, section: bytes | None) -> bytes | None:
+        """INFO from what the core alone knows: the chat room."""
+        if section is not None and section.lower() != b"chat":
+            return None
+        room = self.room
+        return b"members:%d nicks:%d guests:%d" % (
+            len(room.members),
+            len(room.nicks),
+            len(room.members) - len(room.nicks),
+        )
 
     def text_request(self, session: Session, word: bytes, argument: bytes | None) -> Reply | Deferred[Any]:
         """Run the command named ``word`` (any case); ``argument`` is None when the line has none."""
         session.requests += 1
         command = self.by_name.get(word.upper())
         if command is None:
+            self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
+        self.calls[command.code] += 1
         return as_reply(command, command.handler(self, session, argument))
 
     def frame_request(self, session: Session, code: int, payload: bytes) -> Reply | Deferred[Any]:
@@ -225,7 +261,9 @@ class Core:
         session.requests += 1
         command = self.by_code.get(code)
         if command is None:
+            self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
+        self.calls[command.code] += 1
         return as_reply(command, command.handler(self, session, payload))
 
 

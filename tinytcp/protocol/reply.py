@@ -18,7 +18,7 @@ class Code:
     NICK = 6
     SAY = 7
     WHO = 8
-    # 9 is INFO
+    INFO = 9
     REGISTER = 10
     LOGIN = 11
     LOGOUT = 12

@@ -24,6 +24,7 @@ TEXT_PREFIX: dict[int, bytes] = {
     Code.NICK: b"NICK ",
     Code.SAY: b"SAID ",
     Code.WHO: b"WHO ",
+    Code.INFO: b"INFO ",
     Code.REGISTER: b"REGISTER ",
     Code.LOGIN: b"LOGIN ",
     Code.LOGOUT: b"LOGOUT ",

@@ -7,7 +7,6 @@ called once per request frame.  The replies to the frames of one read go out in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
@@ -18,7 +17,7 @@ from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.framing import FrameSplitter
-from tinytcp.protocol.wire import HEADER, encode_frame_reply
+from tinytcp.protocol.wire import HEADER, HEADER_SIZE, encode_frame_reply
 from tinytcp.server.connection import FLUSH_SIZE, Connection
 from tinytcp.server.state import Server
 
@@ -50,35 +49,61 @@ class BinaryProtocol(Connection):
         Connection.connectionLost(self, reason)
 
     def receive(self, data: bytes) -> None:
-        self.answer_from(self.frames.frames(data))
+        if self.frames.held:
+            joined = self.frames.join(data)
+            if joined is None:
+                return
+            data = joined
+        self.answer_from((data, 0))
 
-    def answer_from(self, frames: Iterator[tuple[int, bytes]]) -> None:
-        """Answer ``frames`` in order; stop when the transport's buffer passes its mark or a
-        reply is a Deferred, holding the rest.
+    def answer_from(self, pending: tuple[bytes, int]) -> None:
+        """Answer the frames of ``data`` from ``offset`` on (``pending``), cutting them inline
+        as ``FrameSplitter.cut`` does; stop when the transport's buffer passes its mark or a
+        reply is a Deferred, holding ``(data, offset)`` of the next frame.
 
         As in text mode, the loop dispatches through the core's table and frames a handler's
         payload with its command's code, with no Reply on the way of a successful request;
         ``Core.frame_request`` is the plain way, and the property tests hold the loop to it.
         """
         out: list[bytes] = []
-        size = 0
+        unflushed = 0
         core = self.server.core
         session = self.session
-        by_code = core.by_code
+        handlers = core.frame_handlers
+        calls = core.calls
         pack = HEADER.pack
         verbose = self._verbose
+        data, offset = pending
+        frames = self.frames
+        size = len(data)
+        unpack = HEADER.unpack_from
+        max_frame = frames.max_frame
         code: Any
-        for code, payload in frames:
+        while size - offset >= HEADER_SIZE:
+            code, length = unpack(data, offset)
+            if length > max_frame:
+                frames.too_large = (code, length)
+                break
+            end = offset + HEADER_SIZE + length
+            if end > size:
+                break
+            payload: Any = data[offset + HEADER_SIZE : end]
+            offset = end
             if verbose:
                 shown = loggable_payload(code, payload[:200])
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
             session.requests += 1
-            command = by_code.get(code)
-            answer: Any = UNKNOWN_COMMAND if command is None else command.handler(core, session, payload)
+            handler = handlers[code]
+            if handler is None:
+                calls[0] += 1
+                answer: Any = UNKNOWN_COMMAND
+            else:
+                calls[code] += 1
+                answer = handler(core, session, payload)
             if answer.__class__ is not bytes:
                 if answer.__class__ is not Reply:
                     self._flush(out)
-                    self.wait_for(as_reply(command, answer), frames)  # type: ignore[arg-type]
+                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset))
                     return
                 reply, code, answer = answer, answer.code, answer.payload
                 if code == Code.ERROR:
@@ -97,18 +122,21 @@ class BinaryProtocol(Connection):
                 self._flush(out)
                 out = []
                 self.transport.writeSequence((pack(code, length), answer))
-            size += length
-            if size >= FLUSH_SIZE:
+            unflushed += length
+            if unflushed >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
-                size = 0
+                unflushed = 0
                 if self.writes_paused:
-                    self.hold(frames)
+                    self.hold((data, offset))
                     return
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if self.frames.too_large is not None and not self.closing:
-            self._too_large()
+        if frames.too_large is not None:
+            if not self.closing:
+                self._too_large()
+        elif offset < size:
+            frames.cut(data, offset)  # holds the start of the next frame
 
     def _flush(self, out: list[bytes]) -> None:
         if out:

@@ -17,7 +17,7 @@ later, whether or not the client reads, so its slot and its buffers are freed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -60,7 +60,8 @@ class Registration:
     errors = 0
 
     def open_connection(self) -> bool:
-        """Register a new connection, or refuse it with BUSY; True when it is served."""
+        """Register a new connection, or refuse it with BUSY or DENIED (protected mode); True when
+        it is served."""
         self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
         self.session.address = self.transport.getPeer()
         self.session.tls = INegotiated.providedBy(self.transport)
@@ -69,6 +70,7 @@ class Registration:
         server = self.server
         if len(server.connections) >= server.settings.max_connections or server.stopping:
             self.closing = self.refused = True
+            server.stats.error(errors.BUSY)
             self.transport.write(self.encode(error(errors.BUSY)))
             log.info(
                 "{peer}: closing: refused, {count} connections open (--max-connections)",
@@ -79,6 +81,7 @@ class Registration:
             return False
         if server.settings.protected_mode and not server.settings.require_login and not is_local(self.session.address):
             self.closing = self.refused = True
+            server.stats.error(errors.DENIED)
             self.transport.write(self.encode(Reply(Code.ERROR, b"DENIED " + PROTECTED_HINT)))
             log.info("{peer}: closing: not a local client, and login is not required (protected mode)", peer=self.peer)
             self.transport.loseConnection()
@@ -97,18 +100,22 @@ class Registration:
         # refcounting, not an occasional full GC, frees a closed connection at once
         self.session.push = no_push
         self.server.remove(self)  # type: ignore[arg-type]
+        self.server.stats.connection_closed(self)  # type: ignore[arg-type]
         unlogged = max(0, self.errors - LOGGED_ERRORS)
+        requests = self.session.requests
         log.info(
-            "{peer} disconnected after {duration:.3f}s, {requests} requests{unlogged} ({why})",
+            "{peer} disconnected after {duration:.3f}s, {requests} request{s}{unlogged} ({why})",
             peer=self.peer,
             duration=time.monotonic() - self.opened,
-            requests=self.session.requests,
+            requests=requests,
+            s="" if requests == 1 else "s",
             unlogged=f", {unlogged} more errors not logged" if unlogged else "",
             why=reason.getErrorMessage(),
         )
 
     def log_error(self, name: str) -> None:
-        """Log an ERROR sent to this client: the first few, then only count them."""
+        """Count an ERROR sent to this client (for INFO); log the first few, then only count them."""
+        self.server.stats.error(name)
         self.errors += 1
         if self.errors <= LOGGED_ERRORS:
             log.info("{peer}: ERROR {name}", peer=self.peer, name=name)
@@ -178,8 +185,9 @@ class Backpressure:
     _unread_pushes = 0
     #: a command's reply is a Deferred that has not fired yet
     waiting = False
-    #: the rest of a read's requests, not answered yet
-    backlog: Iterator[Any] | None = None
+    #: the rest of a read's requests, not answered yet (each protocol's own form: an
+    #: iterator over lines, a read and an offset)
+    backlog: Any = None
     #: reads that arrived while requests waited
     later: bytearray | None = None
 
@@ -199,17 +207,17 @@ class Backpressure:
         """Split one read into requests and answer them (each protocol's own)."""
         raise NotImplementedError
 
-    def answer_from(self, requests: Iterator[Any]) -> None:
+    def answer_from(self, requests: Any) -> None:
         """Answer ``requests`` in order (each protocol's loop), stopping with ``hold`` or
         ``wait_for`` when it must."""
         raise NotImplementedError
 
-    def hold(self, requests: Iterator[Any]) -> None:
+    def hold(self, requests: Any) -> None:
         """Keep the rest of ``requests`` for later, and stop reading until they are answered."""
         self.backlog = requests
         self.transport.pauseProducing()
 
-    def wait_for(self, reply: defer.Deferred[Reply], requests: Iterator[Any]) -> None:
+    def wait_for(self, reply: defer.Deferred[Reply], requests: Any) -> None:
         """A command answers later: hold the rest of ``requests`` until its reply is sent."""
         self.waiting = True
         self.hold(requests)
@@ -269,6 +277,7 @@ class Backpressure:
         if not self.writes_paused:
             self.writes_paused = True
             self._unread_pushes = 0
+            self.server.stats.backpressure_pauses += 1
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
@@ -298,7 +307,7 @@ class Drain:
     _active: bool
     writes_paused: bool
     waiting: bool
-    backlog: Iterator[Any] | None
+    backlog: Any
 
     def finish(self) -> None:
         if self.closing:

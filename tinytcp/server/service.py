@@ -5,16 +5,18 @@ The twistd plugin, the tests and anything else that runs tinytcp build it here.
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer, endpoints, tcp
+from twisted.internet import defer, endpoints, error, tcp
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from tinytcp.ops.startup import StartupError
 from tinytcp.server.binary import BinaryProtocol
 from tinytcp.server.state import Server, Settings
 from tinytcp.server.text import TextProtocol
@@ -24,6 +26,8 @@ log = Logger(namespace="tinytcp")
 
 DEFAULT_TEXT_PORT = 40000
 DEFAULT_BINARY_PORT = 40001
+#: the command-line option behind each mode's listeners, for messages
+PORT_OPTION = {"text": "--port", "binary": "--binary-port", "metrics": "--metrics-port"}
 
 
 #: accept queue for bare port numbers; Twisted's default of 50 drops SYNs (a 1 s client stall)
@@ -64,45 +68,68 @@ class ConnectionFactory(Factory):
 class ListenService(Service):
     """Listens on one endpoint while running and logs the address it is bound to."""
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str, description: str = "?") -> None:
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str, description: str = "?", port: str = "?"
+    ) -> None:
         self.endpoint = endpoint
         self.description = description
         self.factory = factory
         self.mode = mode
+        #: the --port/--binary-port value as the operator wrote it
+        self.option_value = port
         self.port: IListeningPort | None = None
         self._listening: defer.Deferred[IListeningPort] | None = None
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
-        self._listen()
+        self.listen()
 
     def startService(self) -> None:
         Service.startService(self)
-        self._listen()
+        self.listen()
 
-    def _listen(self) -> None:
+    def listen(self) -> None:
+        """Bind now (once); a failure raises StartupError with the one line to show.
+
+        ``twistd tinytcp`` calls this before twistd daemonizes (see tap.makeService), so a port
+        in use is reported on the terminal by the process that was started, not by a daemon
+        whose stderr is /dev/null.
+        """
         if self._listening is not None:
             return
         self._listening = self.endpoint.listen(self.factory)
         failures: list[Any] = []
         self._listening.addCallbacks(self._bound, failures.append)
         if failures:
-            # a port in use is a common mistake: one clear line and exit status 1, no traceback
-            log.error(
-                "tinytcp: cannot listen for {mode} clients on {where}: {why}",
-                mode=self.mode,
-                where=self.description,
-                why=failures[0].getErrorMessage(),
+            self._listening = None
+            reason = failures[0].value
+            if isinstance(reason, error.CannotListenError) and isinstance(reason.socketError, OSError):
+                why = (reason.socketError.strerror or str(reason.socketError)).lower()
+            elif isinstance(reason, OSError) and reason.strerror:
+                # unix sockets: Twisted's lock file beside the socket path
+                why = f"{reason.strerror.lower()}: {os.fsdecode(reason.filename2 or reason.filename or '?')}"
+            else:
+                why = failures[0].getErrorMessage()
+            raise StartupError(
+                f"{PORT_OPTION.get(self.mode, '--port')} {self.option_value}: "
+                f"cannot listen for {self.mode} clients on {self.description}: {why}"
             )
-            raise SystemExit(1)
 
     def _bound(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        address = describe_host(port.getHost(), self.description)
+        if self.mode == "metrics":
+            log.info("metrics (Prometheus, GET /metrics) listening on {address}", address=address)
+            return port
         # tcp.Port builds each connection's transport from this attribute (its documented
         # hook); TLS runs over the same TCP transport, unix sockets keep their own
         if getattr(port, "transport", None) is tcp.Server:
             port.transport = WriteThroughTransport  # type: ignore[attr-defined]
-        log.info("{mode} mode listening on {address}", mode=self.mode, address=describe_host(port.getHost()))
+        log.info(
+            "{mode} mode listening on {address}",
+            mode=self.mode,
+            address=address,
+        )
         return port
 
     def stopService(self) -> defer.Deferred[None] | None:
@@ -113,13 +140,18 @@ class ListenService(Service):
         return defer.maybeDeferred(port.stopListening)
 
 
-def describe_host(address: Any) -> str:
-    """The bound address in the form a client passes to --host/--port (tcp:HOST:PORT)."""
+def describe_host(address: Any, description: str = "tcp:") -> str:
+    """The bound address as an operator reads it: ``tcp:127.0.0.1:40000``, ``tcp:[::1]:40000``,
+    ``ssl:...`` for TLS listeners, ``unix:/path``."""
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None:
-        return f"tcp:{host}:{port}"
-    return f"unix:{getattr(address, 'name', '?')}"
+        scheme = "ssl" if description.split(":", 1)[0].lower() == "ssl" else "tcp"
+        return f"{scheme}:[{host}]:{port}" if ":" in host else f"{scheme}:{host}:{port}"
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return f"unix:{name or '?'}"
 
 
 class TinyService(MultiService):
@@ -148,15 +180,23 @@ class TinyService(MultiService):
         stopped.addCallback(lambda _: self.server.shutdown())
         return stopped
 
+    def listen(self) -> None:
+        """Bind every listener now; the first that cannot raises StartupError."""
+        for child in self:
+            if isinstance(child, ListenService):
+                child.listen()
+
 
 def make_service(
     settings: Settings,
     text_ports: list[str],
     binary_ports: list[str] | None = None,
     reactor: Any = None,
+    metrics_port: str | None = None,
     checkers: list[Any] | None = None,
 ) -> TinyService:
-    """Build the service that listens on every given port (bare numbers or endpoint descriptions).
+    """Build the service that listens on every given port (bare numbers or endpoint descriptions),
+    and serves Prometheus metrics on ``metrics_port`` if given.
 
     With ``settings.accounts`` or ``checkers`` (``--auth``), the core gets REGISTER, LOGIN
     and LOGOUT (tinytcp/auth).
@@ -189,5 +229,14 @@ def make_service(
         for port in ports:
             description = endpoint_description(port)
             endpoint = endpoints.serverFromString(reactor, description)
-            ListenService(endpoint, ConnectionFactory(server, protocol), mode, description).setServiceParent(service)
+            listener = ListenService(endpoint, ConnectionFactory(server, protocol), mode, description, port)
+            listener.setServiceParent(service)
+    if metrics_port is not None:
+        from tinytcp.ops import metrics
+
+        metrics.require_prometheus_client()
+        description = endpoint_description(metrics_port)
+        endpoint = endpoints.serverFromString(reactor, description)
+        site = metrics.metrics_site(server)
+        ListenService(endpoint, site, "metrics", description, metrics_port).setServiceParent(service)
     return service

@@ -7,6 +7,7 @@ requests.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 
 from tinytcp import __version__
+from tinytcp.ops import status
 from tinytcp.protocol.core import Core
 
 if TYPE_CHECKING:
@@ -99,6 +101,9 @@ class Server:
         self.max_pending = max(settings.max_pending, settings.max_frame + REPLY_ROOM)
         self.stopping = False
         self._drained: list[defer.Deferred[None]] = []
+        #: counters for INFO and /metrics (tinytcp.ops.status)
+        self.stats = status.Stats()
+        self.core.status = functools.partial(status.info, self)
         self.client_certificates: ClientCertificates | None = None
         if settings.client_ca is not None:
             from tinytcp.server.tls import ClientCertificates

@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
+import getopt
 import sys
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
-from twisted.internet import endpoints
 from twisted.python import usage
 
+from tinytcp import __version__
 from tinytcp.auth.service import DEFAULT_ACCOUNTS
+from tinytcp.ops import config, logs
+from tinytcp.ops.startup import (
+    MAX_FRAME_LIMIT,
+    StartupError,
+    check_endpoint,
+    choice,
+    one_line_text,
+    seconds,
+    whole_number,
+)
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
 
+#: how usage errors start, so the operator sees which program and subcommand complained
+PROG = "twistd tinytcp"
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive number")
-    return number
-
-
-def _rounds(value: str) -> int:
-    number = int(value)
-    if not 4 <= number <= 31:
-        raise ValueError(f"{value} is not between 4 and 31")
-    return number
+#: options given once per listener; in a config file they take one value or a list
+LISTS = frozenset({"port", "binary-port"})
+#: options that only make sense on the command line
+COMMAND_LINE_ONLY = frozenset({"config", "check-config", "help", "version"})
 
 
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+def port_value(option: str) -> Any:
+    """A parser for a port or endpoint description from a config file (a number or a string)."""
+
+    def parse(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise usage.UsageError(f"--{option}: {value!r} is not a port number or endpoint description")
+        return str(value)
+
+    return parse
 
 
 class Options(usage.Options, strcred.AuthOptionMixin):
@@ -53,6 +62,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
+        ["check-config", None, "Check the options and the --config file, say so, and exit (like nginx -t)."],
         ["require-client-cert", None, "TLS listeners refuse clients without a certificate from --client-ca."],
         [
             "require-login",
@@ -77,35 +87,92 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         ],
     ]
     optParameters = [
-        ["banner", None, DEFAULT_BANNER, "Text sent after WELCOME to each text client on connect."],
         [
-            "accounts",
+            "config",
             None,
             None,
-            f"SQLite file of accounts (REGISTER, LOGIN, LOGOUT); turns accounts on. With --require-login or"
-            f" --allow-register alone: {DEFAULT_ACCOUNTS} in the working folder.",
-        ],
-        ["bcrypt-rounds", None, Settings.bcrypt_rounds, "bcrypt cost of new password hashes (4-31).", _rounds],
-        [
-            "login-failures",
-            None,
-            Settings.login_failures,
-            "Failed LOGINs per user name within --login-window before ERROR RATE_LIMITED.",
-            _positive_int,
+            "A TOML file of options (keys: the long option names; see contrib/tinytcp.toml). "
+            "The command line overrides it.",
         ],
         [
-            "peer-login-failures",
+            "banner",
             None,
-            Settings.peer_login_failures,
-            "Failed LOGINs (and REGISTERs) per client address within --login-window before ERROR RATE_LIMITED.",
-            _positive_int,
+            DEFAULT_BANNER,
+            "Text sent after WELCOME to each text client on connect.",
+            one_line_text("banner"),
         ],
         [
-            "login-window",
+            "max-line",
             None,
-            Settings.login_window,
-            "Seconds over which failed LOGINs are counted.",
-            _non_negative_float,
+            Settings.max_line,
+            "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.",
+            whole_number("max-line"),
+        ],
+        [
+            "max-frame",
+            None,
+            Settings.max_frame,
+            "Largest binary payload in bytes; larger gets ERROR FRAME_TOO_LARGE.",
+            whole_number("max-frame", high=MAX_FRAME_LIMIT),
+        ],
+        [
+            "max-connections",
+            None,
+            Settings.max_connections,
+            "Most connections open at once (both modes); past it a client gets ERROR BUSY.",
+            whole_number("max-connections"),
+        ],
+        [
+            "max-pending",
+            None,
+            Settings.max_pending,
+            "Bytes of pushed chat messages a client may leave unread before ERROR SLOW_CONSUMER"
+            " (never below --max-frame + 64 KiB).",
+            whole_number("max-pending"),
+        ],
+        [
+            "idle-timeout",
+            None,
+            Settings.idle_timeout,
+            "Seconds a client may neither send nor read before ERROR IDLE_TIMEOUT; 0 turns it off.",
+            seconds("idle-timeout"),
+        ],
+        [
+            "shutdown-grace",
+            None,
+            Settings.shutdown_grace,
+            "Seconds a closing client (on stop, or closed by the server for any reason) may take to read"
+            " its last replies before it is aborted.",
+            seconds("shutdown-grace"),
+        ],
+        [
+            "metrics-port",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics here: a port number (127.0.0.1 only) or endpoint "
+            "description; needs pip install 'tinytcp[metrics]'. Off by default.",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object a line (Twisted's JSON events) for log shippers.",
+            choice("log-format", logs.LOG_FORMATS),
+        ],
+        [
+            "say-rate",
+            None,
+            Settings.say_rate,
+            "SAY messages a second each client may send after a burst of --say-burst; faster gets"
+            " ERROR RATE_LIMITED. 0 turns the limit off.",
+            seconds("say-rate", "a number of messages a second"),
+        ],
+        [
+            "say-burst",
+            None,
+            Settings.say_burst,
+            "SAY messages a client may send at once before --say-rate applies.",
+            whole_number("say-burst"),
         ],
         [
             "client-ca",
@@ -115,63 +182,39 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             " (mutual TLS; optional for the client unless --require-client-cert).",
         ],
         [
-            "max-line",
+            "accounts",
             None,
-            Settings.max_line,
-            "Longest text line in bytes; longer gets ERROR LINE_TOO_LONG.",
-            _positive_int,
+            None,
+            f"SQLite file of accounts (REGISTER, LOGIN, LOGOUT); turns accounts on. With --require-login or"
+            f" --allow-register alone: {DEFAULT_ACCOUNTS} in the working folder.",
         ],
         [
-            "max-frame",
+            "bcrypt-rounds",
             None,
-            Settings.max_frame,
-            "Largest binary payload in bytes; larger gets ERROR FRAME_TOO_LARGE.",
-            _positive_int,
+            Settings.bcrypt_rounds,
+            "bcrypt cost of new password hashes (4-31).",
+            whole_number("bcrypt-rounds", low=4, high=31),
         ],
         [
-            "max-connections",
+            "login-failures",
             None,
-            Settings.max_connections,
-            "Most connections open at once (both modes); past it a client gets ERROR BUSY.",
-            _positive_int,
+            Settings.login_failures,
+            "Failed LOGINs per user name within --login-window before ERROR RATE_LIMITED.",
+            whole_number("login-failures"),
         ],
         [
-            "max-pending",
+            "peer-login-failures",
             None,
-            Settings.max_pending,
-            "Bytes of pushed chat messages a client may leave unread before ERROR SLOW_CONSUMER"
-            " (never below --max-frame + 64 KiB).",
-            _positive_int,
+            Settings.peer_login_failures,
+            "Failed LOGINs (and REGISTERs) per client address within --login-window before ERROR RATE_LIMITED.",
+            whole_number("peer-login-failures"),
         ],
         [
-            "idle-timeout",
+            "login-window",
             None,
-            Settings.idle_timeout,
-            "Seconds a client may neither send nor read before ERROR IDLE_TIMEOUT; 0 turns it off.",
-            _non_negative_float,
-        ],
-        [
-            "shutdown-grace",
-            None,
-            Settings.shutdown_grace,
-            "Seconds a closing client (on stop, or closed by the server for any reason) may take to read"
-            " its last replies before it is aborted.",
-            _non_negative_float,
-        ],
-        [
-            "say-rate",
-            None,
-            Settings.say_rate,
-            "SAY messages a second each client may send after a burst of --say-burst; faster gets"
-            " ERROR RATE_LIMITED. 0 turns the limit off.",
-            _non_negative_float,
-        ],
-        [
-            "say-burst",
-            None,
-            Settings.say_burst,
-            "SAY messages a client may send at once before --say-rate applies.",
-            _positive_int,
+            Settings.login_window,
+            "Seconds over which failed LOGINs are counted.",
+            seconds("login-window"),
         ],
     ]
 
@@ -179,6 +222,59 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+        #: the options named on the command line, which the config file does not override
+        self.given: set[str] = set()
+        #: option -> "file:line" for the values that came from the config file
+        self.origin: dict[str, str] = {}
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse, and turn a usage error into one line on stderr and exit status 1.
+
+        twistd would print its whole usage text above the error; the one line names the
+        option and the value, which is what the operator has to fix.
+        """
+        args = sys.argv[1:] if options is None else list(options)
+        try:
+            self.given = self.named_options(args)
+            super().parseOptions(args)
+        except usage.UsageError as e:
+            hint = f" ({PROG} --help lists them)" if "not recognized" in str(e) else ""
+            raise SystemExit(f"{PROG}: {e}{hint}") from None
+
+    def named_options(self, args: list[str]) -> set[str]:
+        """The long names of the options in ``args`` (parseOptions reports any that are wrong)."""
+        try:
+            found, _ = getopt.getopt(args, self.shortOpt, self.longOpt)
+        except getopt.error:
+            return set()
+        names = set()
+        for flag, _ in found:
+            name = flag.lstrip("-")
+            name = self.synonyms.get(name) or self.synonyms.get(name.replace("-", "_"), name)
+            names.add(name.replace("_", "-"))
+        return names
+
+    def file_parsers(self) -> dict[str, Any]:
+        """What a config file may set: every option but the command-line-only ones (None: a flag)."""
+        parsers: dict[str, Any] = {name: None for name, _, _ in self.optFlags}
+        for name, _, _, _, *coerce in self.optParameters:
+            parsers[name] = coerce[0] if coerce else str
+        parsers.update({name: port_value(name) for name in (*LISTS, "metrics-port")})
+        return {name: parse for name, parse in parsers.items() if name not in COMMAND_LINE_ONLY}
+
+    def read_config(self) -> None:
+        """Take every value of the --config file that the command line did not set."""
+        for key, setting in config.load(self["config"], self.file_parsers(), LISTS).items():
+            if key not in self.given:
+                self[key] = setting.value
+                self.origin[key] = setting.where
+
+    def opt_version(self) -> None:
+        """Print tinytcp's version (and Twisted's) and exit."""
+        import twisted
+
+        print(f"tinytcp {__version__} (Twisted {twisted.__version__})")
+        raise SystemExit(0)
 
     def opt_port(self, port: str) -> None:
         """Text clients: a port number (127.0.0.1 only) or endpoint; repeatable [default: 40000]"""
@@ -196,6 +292,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["binary-port"].append(port)
 
     def postOptions(self) -> None:
+        if self["config"]:
+            self.read_config()
         if not self["port"]:
             self["port"] = [str(DEFAULT_TEXT_PORT)]
         if not self["binary-port"]:
@@ -204,6 +302,36 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        self.check_security_options()
+        logs.install(getattr(self, "parent", None), self["log-format"])
+        use_tinytcp_reactor()
+        from twisted.internet import reactor
+
+        metrics_port = [self["metrics-port"]] if self["metrics-port"] is not None else []
+        listeners = {"port": self["port"], "binary-port": self["binary-port"], "metrics-port": metrics_port}
+        for option, ports in listeners.items():
+            for port in ports:
+                try:
+                    check_endpoint(option, port, endpoint_description(port), reactor)
+                except usage.UsageError as e:
+                    if option not in self.origin:
+                        raise
+                    raise usage.UsageError(f"{self.origin[option]}: {str(e).removeprefix('--')}") from None
+        if metrics_port:
+            try:
+                from tinytcp.ops.metrics import require_prometheus_client  # twisted.web only when asked for
+
+                require_prometheus_client()
+            except StartupError as e:
+                raise usage.UsageError(str(e)) from None
+        if self["check-config"]:
+            checked = f" ({self['config']})" if self["config"] else ""
+            print(f"{PROG}: the configuration is valid{checked}")
+            raise SystemExit(0)
+
+
+    def check_security_options(self) -> None:
+        """Accounts from one source, and a --client-ca file that holds certificates."""
         if self["accounts"] and self.get("credCheckers"):
             raise usage.UsageError("--auth checks passwords instead of --accounts: give one of them")
         if self["require-client-cert"] and not self["client-ca"]:
@@ -217,14 +345,6 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError("--client-ca needs pyOpenSSL: pip install 'tinytcp[tls]'") from None
             except (OSError, ValueError) as problem:
                 raise usage.UsageError(f"--client-ca {self['client-ca']}: {problem}") from None
-        use_tinytcp_reactor()
-        from twisted.internet import reactor
-
-        for port in self["port"] + self["binary-port"]:
-            try:
-                endpoints.serverFromString(reactor, endpoint_description(port))
-            except (ValueError, TypeError, KeyError) as e:
-                raise usage.UsageError(f"bad port or endpoint description {port!r}: {e}") from None
 
 
 def use_tinytcp_reactor() -> None:
@@ -274,9 +394,22 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
 
 
 def makeService(options: Options) -> IService:
-    """What twistd runs: every listener and the shared server state."""
-    service = make_service(
-        settings_from(options), options["port"], options["binary-port"], checkers=options.get("credCheckers")
-    )
+    """What twistd runs: every listener and the shared server state, already listening.
+
+    twistd calls this before it daemonizes, and only a failure here reaches the terminal as
+    our own one line: a listener that failed later, in the daemon, would leave the parent
+    waiting on twistd's start-up pipe.  So the ports are bound now.
+    """
+    try:
+        service = make_service(
+            settings_from(options),
+            options["port"],
+            options["binary-port"],
+            metrics_port=options["metrics-port"],
+            checkers=options.get("credCheckers"),
+        )
+        service.listen()
+    except StartupError as e:
+        raise SystemExit(f"{PROG}: {e}") from None
     service.stop_on_hangup = True
     return service

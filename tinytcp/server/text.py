@@ -87,6 +87,7 @@ class TextProtocol(Connection):
         core = self.server.core
         session = self.session
         by_name = core.by_name
+        calls = core.calls
         verbose = self._verbose
         for line in lines:
             parts = line.split(None, 1)
@@ -99,10 +100,13 @@ class TextProtocol(Connection):
             if command is None:
                 command = by_name.get(parts[0].upper())
             if not line.isascii() and not is_utf8(line):
+                calls[0] += 1
                 answer: Any = BAD_ENCODING
             elif command is None:
+                calls[0] += 1
                 answer = UNKNOWN_COMMAND
             else:
+                calls[command.code] += 1
                 answer = command.handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
             if answer.__class__ is bytes:
                 data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]

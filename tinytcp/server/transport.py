@@ -34,7 +34,13 @@ MAX_PIECES = 1024
 
 
 class WriteThroughTransport(tcp.Server):
-    """``tcp.Server`` that writes to the socket at once when it can, and never joins its queue."""
+    """``tcp.Server`` that writes to the socket at once when it can, and never joins its queue.
+
+    It also counts the bytes the socket took in and out, for INFO (tinytcp/ops/status.py).
+    """
+
+    bytes_in = 0
+    bytes_out = 0
 
     def doRead(self) -> Any:
         """tcp.Connection.doRead, handing the data to the protocol without another call between."""
@@ -46,6 +52,7 @@ class WriteThroughTransport(tcp.Server):
             return main.CONNECTION_LOST
         if not data:
             return main.CONNECTION_DONE
+        self.bytes_in += len(data)
         self.protocol.dataReceived(data)
         return None
 
@@ -61,6 +68,7 @@ class WriteThroughTransport(tcp.Server):
                 sent = self.socket.send(data)
             except OSError:
                 sent = 0
+            self.bytes_out += sent
             if sent == len(data):
                 return
             if sent:
@@ -92,9 +100,11 @@ class WriteThroughTransport(tcp.Server):
     def _sendmsg(self, pieces: list[Any]) -> int:
         """Send the front of ``pieces``: the bytes sent, 0 when the socket is full, -1 when it is dead."""
         try:
-            return self.socket.sendmsg(pieces[:MAX_PIECES]) if len(pieces) > 1 else self.socket.send(pieces[0])
+            sent = self.socket.sendmsg(pieces[:MAX_PIECES]) if len(pieces) > 1 else self.socket.send(pieces[0])
         except OSError as e:
             return 0 if e.errno in _AGAIN else -1
+        self.bytes_out += sent
+        return sent
 
     def doWrite(self) -> Any:
         """Send the queue with one sendmsg; once it is empty, do what Twisted does then."""
