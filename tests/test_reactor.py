@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python import context, log
 from twisted.trial.unittest import SynchronousTestCase
 
 from tinytcp.server.reactor import EPollReactor
@@ -14,6 +16,10 @@ class Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if data == b"boom":
             raise ZeroDivisionError("a bug in a protocol")
+        if data == b"log":
+            log.msg("legacy message")
+            # a nested context sees both its own keys and the log context under it
+            context.call({"nested": 1}, lambda: log.msg("nested", nested=context.get("nested")))
         self.transport.write(data)  # type: ignore[union-attr]
 
 
@@ -68,3 +74,17 @@ class ReactorTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         good.sendall(b"still here")
         self.assertEqual(self.run_until(good, b"still here"), b"still here")
+
+    def test_legacy_log_messages_carry_the_connection_prefix(self) -> None:
+        events: list[dict[str, Any]] = []
+        log.addObserver(events.append)
+        self.addCleanup(log.removeObserver, events.append)
+        sock = self.connect()
+        sock.sendall(b"log")
+        self.assertEqual(self.run_until(sock, b"log"), b"log")
+        logged = {event["message"][0]: event for event in events if event.get("message")}
+        self.assertTrue(logged["legacy message"]["system"].startswith("Echo,"), logged["legacy message"])
+        self.assertEqual(logged["nested"]["system"], logged["legacy message"]["system"])
+        self.assertEqual(logged["nested"]["nested"], 1)
+        # outside the reactor's events the context is what it was
+        self.assertEqual(context.get(log.ILogContext)["system"], "-")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
-from twisted.internet import main
-from twisted.internet.protocol import Protocol
+import twisted.test
+from twisted.internet import defer, main, reactor, ssl
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -161,3 +163,65 @@ class ListenerTests(TestCase):
         tcp_port, unix_port = (child.port for child in service)
         self.assertIs(tcp_port.transport, WriteThroughTransport)
         self.assertIsNot(unix_port.transport, WriteThroughTransport)
+
+
+SERVER_PEM = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+
+
+class StartTLSServer(Protocol):
+    """Says OK in plaintext, starts TLS, then writes with both write paths; echoes what it reads."""
+
+    def dataReceived(self, data: bytes) -> None:
+        if data == b"STARTTLS\n":
+            self.transport.write(b"OK\n")  # type: ignore[union-attr]
+            with open(SERVER_PEM, "rb") as pem:
+                self.transport.startTLS(ssl.PrivateCertificate.loadPEM(pem.read()).options())  # type: ignore[union-attr]
+            self.transport.write(b"secret ")  # type: ignore[union-attr]
+            self.transport.writeSequence([b"over ", b"TLS\n"])  # type: ignore[union-attr]
+        else:
+            self.transport.write(b"echo " + data)  # type: ignore[union-attr]
+
+
+class StartTLSClient(Protocol):
+    """Asks for STARTTLS, starts TLS on OK, sends a line over it and collects what it reads."""
+
+    def __init__(self, done: defer.Deferred[bytes]) -> None:
+        self.done = done
+        self.got = b""
+        self.tls = False
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"STARTTLS\n")  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.tls:
+            self.start_tls(data)
+            return
+        self.got += data
+        if self.got.endswith(b"echo ping\n"):
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def start_tls(self, data: bytes) -> None:
+        if data != b"OK\n":  # anything more is the server's TLS (or its plaintext): not yet
+            self.done.errback(AssertionError(f"before TLS the client read {data!r}"))
+            return
+        self.tls = True
+        self.transport.startTLS(ssl.CertificateOptions())  # type: ignore[union-attr]
+        self.transport.write(b"ping\n")  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        if not self.done.called:
+            self.done.callback(self.got)
+
+
+class StartTLSTests(TestCase):
+    def test_writes_after_start_tls_go_through_the_tls_layer(self) -> None:
+        port = reactor.listenTCP(0, Factory.forProtocol(StartTLSServer), interface="127.0.0.1")  # type: ignore[attr-defined]
+        port.transport = WriteThroughTransport
+        self.addCleanup(port.stopListening)
+        done: defer.Deferred[bytes] = defer.Deferred()
+        factory = ClientFactory.forProtocol(lambda: StartTLSClient(done))
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)  # type: ignore[attr-defined]
+        # plaintext after STARTTLS would break the client's handshake: it would read nothing
+        done.addCallback(self.assertEqual, b"secret over TLS\necho ping\n")
+        return done

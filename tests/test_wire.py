@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tinytcp.protocol import telnet
 from tinytcp.protocol.core import Code, Reply
 from tinytcp.protocol.telnet import DATA, strip_telnet
 from tinytcp.protocol.wire import (
@@ -16,6 +17,55 @@ from tinytcp.protocol.wire import (
 )
 
 BLANKS = b" \t\r\x0b\x0c"
+
+
+def reference_strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
+    """The byte-at-a-time state machine strip_telnet replaced (too slow on IAC-heavy input),
+    kept as the oracle for its semantics."""
+    out = bytearray()
+    marks = 0
+    for byte in data:
+        if state == telnet.DATA:
+            if byte == telnet.IAC:
+                state = telnet.COMMAND
+            else:
+                out.append(byte)
+        elif state == telnet.COMMAND:
+            if byte == telnet.DO:
+                state = telnet.DO_OPTION
+            elif telnet.WILL <= byte <= telnet.DONT:
+                state = telnet.OPTION
+            elif byte == telnet.SB:
+                state = telnet.SUBNEGOTIATION
+            else:
+                state = telnet.DATA
+        elif state == telnet.OPTION:
+            state = telnet.DATA
+        elif state == telnet.DO_OPTION:
+            marks += byte == telnet.TIMING_MARK
+            state = telnet.DATA
+        elif state == telnet.SUBNEGOTIATION:
+            if byte == telnet.IAC:
+                state = telnet.SUBNEGOTIATION_IAC
+        else:
+            state = telnet.DATA if byte == telnet.SE else telnet.SUBNEGOTIATION
+    return bytes(out), state, marks
+
+
+#: bytes drawn mostly from the ones that matter to telnet, so that sequences actually occur
+TELNET_BYTES = st.binary() | st.lists(
+    st.sampled_from([0xFF, 0xFA, 0xF0, 0xFB, 0xFC, 0xFD, 0xFE, 0xF1, 0x06, 0x0A, 0x41]), max_size=40
+).map(bytes)
+STATES = st.sampled_from(
+    [
+        telnet.DATA,
+        telnet.COMMAND,
+        telnet.OPTION,
+        telnet.SUBNEGOTIATION,
+        telnet.SUBNEGOTIATION_IAC,
+        telnet.DO_OPTION,
+    ]
+)
 
 
 class TextRequestTests(SynchronousTestCase):
@@ -95,3 +145,24 @@ class TelnetTests(SynchronousTestCase):
             marks += found
         self.assertEqual((out, state, marks), (whole, end_state, whole_marks))
         self.assertNotIn(b"\xff", whole)
+
+    @given(st.lists(TELNET_BYTES, max_size=6), STATES)
+    def test_same_as_the_reference_state_machine_read_by_read(self, reads: list[bytes], state: int) -> None:
+        expected_state = got_state = state
+        for read in reads:
+            expected, expected_state, expected_marks = reference_strip_telnet(read, expected_state)
+            got, got_state, got_marks = strip_telnet(read, got_state)
+            self.assertEqual((got, got_state, got_marks), (expected, expected_state, expected_marks))
+
+    def test_an_unterminated_subnegotiation_keeps_no_bytes(self) -> None:
+        out, state, _ = strip_telnet(b"a\xff\xfa\x18" + b"x" * 1000)
+        self.assertEqual((out, state), (b"a", telnet.SUBNEGOTIATION))
+        self.assertEqual(strip_telnet(b"y" * 1000 + b"\xff", state), (b"", telnet.SUBNEGOTIATION_IAC, 0))
+        # IAC IAC inside a subnegotiation is a pair: the SE after it ends nothing
+        self.assertEqual(strip_telnet(b"\xff\xf0b", telnet.SUBNEGOTIATION_IAC), (b"", telnet.SUBNEGOTIATION, 0))
+        self.assertEqual(strip_telnet(b"\xf0b", telnet.SUBNEGOTIATION_IAC), (b"b", DATA, 0))
+
+    def test_a_timing_mark_inside_another_sequence_is_not_counted(self) -> None:
+        self.assertEqual(strip_telnet(b"\xff\xff\xfd\x06"), (b"\xfd\x06", DATA, 0))
+        self.assertEqual(strip_telnet(b"\xff\xfb\xff\xfd\x06"), (b"\xfd\x06", DATA, 0))
+        self.assertEqual(strip_telnet(b"\xff\xfa\xff\xfd\x06\xff\xf0\xff\xfd\x06"), (b"", DATA, 1))

@@ -10,16 +10,14 @@ than the 3% the counters are allowed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from tinytcp.ops import status
 from tinytcp.ops.startup import StartupError
-
-if TYPE_CHECKING:
-    from tinytcp.server.state import Server
+from tinytcp.ops.status import Server
 
 #: what pip installs for --metrics-port (setup.cfg's extra of the same name)
 METRICS_EXTRA = "tinytcp[metrics]"

@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import twisted
 from tinytcp import __version__
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import COMMANDS
 
-if TYPE_CHECKING:
-    from tinytcp.server.connection import Connection
-    from tinytcp.server.state import Server
+#: tinytcp.server's Server and Connection: the server imports this module, so this module
+#: names them only loosely, and the dependency runs one way
+Server = Any
+Connection = Any
 
 SECTIONS = ("server", "clients", "stats", "chat")
 

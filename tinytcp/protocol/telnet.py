@@ -7,9 +7,16 @@ them before splitting lines; a sequence may be split across reads, hence the sta
 One request is answered: telnet sends IAC DO TIMING-MARK after Ctrl+C (and after bytes it
 takes for Ctrl+O, such as 0x8F inside a UTF-8 emoji) and shows no output until the server
 answers IAC WILL TIMING-MARK, as telnetd does.  The caller sends that answer.
+
+The work is done by compiled regular expressions, in C: a client whose lines are full of IAC
+sequences must not cost the reactor many times what plain text costs (issue 12), which a
+byte-by-byte Python loop did.  The semantics are those of the byte-at-a-time state machine
+kept as the oracle in tests/test_wire.py.
 """
 
 from __future__ import annotations
+
+import re
 
 IAC = 0xFF
 TIMING_MARK = 6
@@ -25,6 +32,34 @@ SUBNEGOTIATION = 3  #: inside IAC SB ...
 SUBNEGOTIATION_IAC = 4  #: after IAC inside a subnegotiation
 DO_OPTION = 5  #: after IAC DO
 
+#: the body of a subnegotiation: inside it IAC takes the next byte with it (IAC IAC SE ends nothing)
+_SB_BODY = rb"[^\xff]*(?:\xff[^\xf0][^\xff]*)*"
+#: one complete sequence: IAC WILL/WONT/DO/DONT <option>, IAC SB ... IAC SE, IAC <any other byte>
+_SEQUENCE = rb"\xff(?:[\xfb-\xfe][\x00-\xff]|[^\xfa-\xfe]|\xfa" + _SB_BODY + rb"\xff\xf0)"
+#: a sequence the data ends inside (the only place one can be incomplete)
+_TAIL = rb"\xff(?:[\xfb-\xfe]|\xfa" + _SB_BODY + rb"\xff?)?\Z"
+#: runs of complete sequences (one match for many: the per-match cost dominates), or the
+#: incomplete tail, captured so that the state after it can be told
+_STRIP = re.compile(rb"(?:" + _SEQUENCE + rb")+|(" + _TAIL + rb")")
+#: every sequence, one match each, capturing the option byte of IAC DO TIMING-MARK
+_MARKS = re.compile(
+    rb"\xff(?:\xfd(\x06)|[\xfb-\xfe][\x00-\xff]|[^\xfa-\xfe]|\xfa" + _SB_BODY + rb"(?:\xff\xf0|\xff?\Z))"
+)
+#: an IAC that may not start a sequence: the option byte 255 (or data byte 0xFB-0xFE before an IAC)
+_OPTION_IAC = re.compile(rb"[\xfb-\xfe]\xff")
+_SB_BODY_END = re.compile(_SB_BODY)
+
+#: the bytes that put a fresh parse into each state: a read that starts inside a sequence is
+#: parsed as that prefix plus the read, so the state is all that is carried between reads
+_RESUME = {
+    COMMAND: b"\xff",
+    OPTION: b"\xff\xfb",
+    DO_OPTION: b"\xff\xfd",
+    SUBNEGOTIATION: b"\xff\xfa",
+    SUBNEGOTIATION_IAC: b"\xff\xfa\xff",
+}
+_MARK = b"\xff\xfd\x06"
+
 
 def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
     """Return ``data`` without IAC sequences, the state to pass with the next read, and
@@ -32,40 +67,29 @@ def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
 
     IAC IAC (an escaped 0xFF data byte) is dropped too: 0xFF never occurs in UTF-8 text.
     """
-    if state == DATA and b"\xff" not in data:
+    if state != DATA:
+        data = _RESUME[state] + data
+    elif b"\xff" not in data:
         return data, DATA, 0
-    out = bytearray()
-    marks = 0
-    i, n = 0, len(data)
-    while i < n:
-        if state == DATA:
-            j = data.find(b"\xff", i)
-            if j < 0:
-                out += data[i:]
-                break
-            out += data[i:j]
-            i = j + 1
-            state = COMMAND
-            continue
-        byte = data[i]
-        i += 1
-        if state == COMMAND:
-            if byte == DO:
-                state = DO_OPTION
-            elif WILL <= byte <= DONT:
-                state = OPTION
-            elif byte == SB:
-                state = SUBNEGOTIATION
-            else:
-                state = DATA
-        elif state == OPTION:
-            state = DATA
-        elif state == DO_OPTION:
-            marks += byte == TIMING_MARK
-            state = DATA
-        elif state == SUBNEGOTIATION:
-            if byte == IAC:
-                state = SUBNEGOTIATION_IAC
-        else:
-            state = DATA if byte == SE else SUBNEGOTIATION
-    return bytes(out), state, marks
+    parts = _STRIP.split(data)  # [data, tail-or-None, data, tail-or-None, ..., data]
+    tail = parts[-2]
+    out = b"".join(parts[::2])
+    marks = data.count(_MARK)
+    if marks and (b"\xff\xff" in data or b"\xff\xfa" in data or _OPTION_IAC.search(data)):
+        # an IAC DO TIMING-MARK may lie inside another sequence: count sequence by sequence
+        marks = _MARKS.findall(data).count(b"\x06")
+    if tail is None:
+        return out, DATA, marks
+    return out, _state_after(tail), marks
+
+
+def _state_after(tail: bytes) -> int:
+    """The state after an incomplete sequence at the end of a read."""
+    if len(tail) == 1:
+        return COMMAND
+    command = tail[1]
+    if command == SB:
+        return SUBNEGOTIATION if _SB_BODY_END.match(tail, 2).end() == len(tail) else SUBNEGOTIATION_IAC  # type: ignore[union-attr]
+    if command == DO:
+        return DO_OPTION
+    return OPTION

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -20,8 +20,17 @@ from tinytcp.ops import status
 from tinytcp.protocol.core import Core
 
 if TYPE_CHECKING:
-    from tinytcp.server.connection import Connection
     from tinytcp.server.tls import ClientCertificates
+
+
+class Connection(Protocol):
+    """What the server needs of a connection (tinytcp/server/connection.py has the class)."""
+
+    peer: str
+    transport: Any
+
+    def finish(self) -> None: ...
+
 
 log = Logger(namespace="tinytcp")
 

@@ -12,6 +12,10 @@ abort, producers) and changes only that:
 - the queue is sent with one ``sendmsg`` over its pieces, never joined;
 - a read goes to the protocol's ``dataReceived`` without ``tcp.Connection``'s extra call.
 
+After ``startTLS()`` (``self.TLS``) writes go to Twisted's own ``write``/``writeSequence``,
+which hand them to the TLS layer; that layer's ciphertext comes back through Twisted's
+``FileDescriptor.write`` into the same queue, which ``doWrite`` sends.
+
 The queue is Twisted's own ``_tempDataBuffer``/``_tempDataLen``, so backpressure
 (``_maybePauseProducer`` at ``bufferSize`` bytes) and the end-of-buffer steps of
 ``loseConnection`` behave exactly as in Twisted; ``dataBuffer`` stays empty.
@@ -57,6 +61,9 @@ class WriteThroughTransport(tcp.Server):
         return None
 
     def write(self, data: bytes) -> None:
+        if self.TLS:  # plaintext must go through the TLS layer started by startTLS()
+            tcp.Server.write(self, data)
+            return
         if data.__class__ is not bytes:
             _dataMustBeBytes(data)
         if not data or not self.connected or self._writeDisconnected:
@@ -77,6 +84,9 @@ class WriteThroughTransport(tcp.Server):
         self._queue([data])
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        if self.TLS:
+            tcp.Server.writeSequence(self, iovec)
+            return
         pieces = [piece for piece in iovec if piece]
         for piece in pieces:
             _dataMustBeBytes(piece)

@@ -3,5 +3,5 @@
 from twisted.application.reactors import Reactor
 
 tinytcp = Reactor(
-    "tinytcp", "tinytcp.server.reactor", "epoll without the per-event legacy log context (tinytcp's default)"
+    "tinytcp", "tinytcp.server.reactor", "epoll with a lazy per-event legacy log context (tinytcp's default)"
 )
