@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tinytcp.auth.commands import ACCOUNT_COMMANDS, Accounts, Policy, credentials, loggable_line, loggable_payload
 from tinytcp.auth.cred import AccountChecker, IAccount, known_names, portal_for
 from tinytcp.auth.limiter import FailureLimiter
-from tinytcp.auth.network import is_local, peer_key
+from tinytcp.auth.network import describe, is_local, peer_key
 from tinytcp.auth.store import AccountStore, NameTaken
 from tinytcp.protocol.core import Core, Session
 from tinytcp.protocol.reply import Code, Reply
@@ -108,6 +108,8 @@ class NetworkTests(SynchronousTestCase):
         self.assertFalse(is_local(IPv6Address("TCP", "2001:db8::1", 1)))
         self.assertEqual(peer_key(IPv4Address("TCP", "192.0.2.7", 1)), "192.0.2.7")
         self.assertEqual(peer_key(UNIXAddress(None)), "local")
+        self.assertEqual(describe(IPv6Address("TCP", "::1", 7)), "[::1]:7")
+        self.assertEqual(describe(UNIXAddress(None)), "unix")
 
 
 class CredTests(SynchronousTestCase):

@@ -289,3 +289,22 @@ class TwistedTLSListenerTests(unittest.TestCase):
         port = server.ports_of("text", 2)[1]
         result = run_client("--port", str(port), "--host", "localhost", "--tls", "--cafile", pki.ca, "ECHO sni", "QUIT")
         self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "ECHO sni\nBYE\n", ""))
+
+    def test_tls_listener_with_required_client_certificates(self) -> None:
+        # the tls: listener swaps in a context per server name during the handshake: the
+        # client certificate check must still apply
+        pki = make_pki()
+        self.addCleanup(shutil.rmtree, pki.folder, True)
+        pems = tempfile.mkdtemp(prefix="tinytcp-pems-")
+        self.addCleanup(shutil.rmtree, pems, True)
+        shutil.copy(pki.server, os.path.join(pems, "localhost.pem"))
+        listener = f"tls:{pems}:port=0:interface=127.0.0.1"
+        server = RunningServer("--port", listener, "--client-ca", pki.ca, "--require-client-cert", binary=False)
+        self.addCleanup(server.stop)
+        tls = ("--port", str(server.ports_of("text", 2)[1]), "--host", "localhost", "--tls", "--cafile", pki.ca)
+        result = run_client(*tls, "--cert", pki.client, "ECHO mtls over sni")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "ECHO mtls over sni\n", ""))
+        for cert in ((), ("--cert", pki.stranger)):
+            result = run_client(*tls, *cert, "ECHO hi")
+            self.assertEqual((result.returncode, result.stdout), (2, ""), result)
+            self.assertIn("TLS: the server", result.stderr)

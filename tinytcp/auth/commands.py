@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from tinytcp.auth.cred import IAccount, Runner
 from tinytcp.auth.limiter import FailureLimiter
-from tinytcp.auth.network import is_local, peer_key
+from tinytcp.auth.network import describe, is_local, peer_key
 from tinytcp.protocol import errors
 from tinytcp.protocol.chat import NICK
 from tinytcp.protocol.core import COMMANDS, Command, Core, Handler, Session
@@ -193,7 +193,7 @@ class Accounts:
 
         def registered(created: str) -> Reply:
             self.reserved.add(name.lower())
-            log.info("{peer}: registered user {user}", peer=_describe(session), user=created)
+            log.info("{peer}: registered user {user}", peer=describe(session.address), user=created)
             return self._logged_in(core, session, created.encode("ascii"), Code.REGISTER)
 
         def failed(failure: Failure) -> Reply:
@@ -217,7 +217,7 @@ class Accounts:
         if self.peer_limiter.blocked(peer) or self.user_limiter.blocked(user):
             log.info(
                 "{peer}: LOGIN for {user} refused: too many failures",
-                peer=_describe(session),
+                peer=describe(session.address),
                 user=name.decode("ascii"),
             )
             return error(errors.RATE_LIMITED)
@@ -234,7 +234,7 @@ class Accounts:
                 log.failure("LOGIN check failed", failure)
             self.peer_limiter.failed(peer)
             self.user_limiter.failed(user)
-            log.info("{peer}: LOGIN failed for {user}", peer=_describe(session), user=name.decode("ascii"))
+            log.info("{peer}: LOGIN failed for {user}", peer=describe(session.address), user=name.decode("ascii"))
             return task.deferLater(self.reactor, self.policy.failure_delay, error, errors.AUTH_FAILED)
 
         return checking.addCallbacks(succeeded, failed)
@@ -257,9 +257,3 @@ class Accounts:
         session.user = None
         core.room.drop_nick(session)
         return Reply(Code.LOGOUT, b"")
-
-
-def _describe(session: Session) -> str:
-    from tinytcp.server.state import describe_peer
-
-    return describe_peer(session.address) if session.address is not None else "?"

@@ -27,3 +27,12 @@ def peer_key(address: Any) -> str:
     """What failed logins are counted against for a peer: its IP address (or 'local')."""
     host = getattr(address, "host", None)
     return host if host is not None else "local"
+
+
+def describe(address: Any) -> str:
+    """A peer as the server's logs show it (``127.0.0.1:5000``, ``[::1]:5000``, ``unix``)."""
+    host = getattr(address, "host", None)
+    if host is not None:
+        port = getattr(address, "port", "?")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "unix" if isinstance(address, UNIXAddress) else "?"

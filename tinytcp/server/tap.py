@@ -329,7 +329,6 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             print(f"{PROG}: the configuration is valid{checked}")
             raise SystemExit(0)
 
-
     def check_security_options(self) -> None:
         """Accounts from one source, and a --client-ca file that holds certificates."""
         if self["accounts"] and self.get("credCheckers"):
