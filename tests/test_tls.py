@@ -239,6 +239,7 @@ class MutualTLSTests(TLSCase):
                 *self.client("--tls", "--cafile", self.pki.ca, "--cert", self.pki.client, "ECHO mtls", mode=mode)
             )
             self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "ECHO mtls\n", ""))
+        self.server.wait_for_log(r"127\.0\.0\.1:\d+: TLS client certificate CN=client-ann")
 
     def test_no_certificate_or_a_strangers_is_refused_in_one_line(self) -> None:
         for mode in ("text", "binary"):

@@ -359,6 +359,8 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
 
     def handshakeCompleted(self) -> None:
         """TLS only: the handshake is done, so backpressure can begin (see start)."""
+        if self.server.client_certificates is not None:
+            self.server.client_certificates.log_peer(self.transport, self.peer)
         if not self.closing:
             self.transport.registerProducer(self, True)
 

@@ -37,6 +37,12 @@ class ClientCertificates:
         """Ask this TLS connection's client for a certificate; call before the handshake."""
         transport.getHandle().set_verify(self._mode, self._verify)
 
+    def log_peer(self, transport: Any, peer: str) -> None:
+        """Log whose certificate a client presented (the handshake verified it), for audits."""
+        certificate = transport.getPeerCertificate()
+        if certificate is not None:
+            log.info("{peer}: TLS client certificate {subject}", peer=peer, subject=subject(certificate))
+
     def _verify(self, connection: Any, certificate: Any, error: int, depth: int, ok: int) -> bool:
         """OpenSSL's verdict on each certificate is replaced by one check of the whole chain.
 
