@@ -172,6 +172,34 @@ class MakeServiceTests(TestCase):
         return service.stopService()
 
 
+class WebOptionsTests(SynchronousTestCase):
+    def test_web_port_is_off_by_default(self) -> None:
+        options = parse()
+        self.assertEqual((options["web-port"], options["web-origin"]), ([], []))
+        self.assertIn("--web-port", str(Options()))
+        self.assertIn("--web-origin", str(Options()))
+
+    def test_web_ports_and_origins_repeat(self) -> None:
+        options = parse("--web-port", "8080", "--web-port", "unix:/tmp/web", "--web-origin", "https://a.example")
+        self.assertEqual(options["web-port"], ["8080", "unix:/tmp/web"])
+        self.assertEqual(options["web-origin"], ["https://a.example"])
+        self.assertEqual(parse("--web-origin", "*")["web-origin"], ["*"])
+
+    def test_bad_web_values_are_usage_errors(self) -> None:
+        for args in (["--web-port", "nonsense:1"], ["--web-origin", "chat.example"], ["--web-origin", "ftp://x"]):
+            with self.assertRaises(SystemExit) as caught:
+                parse(*args)
+            self.assertIn(args[0], str(caught.exception))
+
+    def test_web_port_listens_on_loopback_for_a_bare_number(self) -> None:
+        reactor = MemoryReactorClock()
+        service = make_service(Settings(), ["40000"], [], reactor=reactor, web_ports=["40080"])
+        service.startService()
+        listening = [(port, type(factory).__name__, interface) for port, factory, _, interface in reactor.tcpServers]
+        self.assertEqual(listening, [(40000, "ConnectionFactory", "127.0.0.1"), (40080, "Site", "127.0.0.1")])
+        self.successResultOf(service.stopService())
+
+
 class ClientCertificateOptionTests(SynchronousTestCase):
     def test_client_ca_is_loaded_at_startup(self) -> None:
         import shutil

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -27,7 +27,7 @@ log = Logger(namespace="tinytcp")
 DEFAULT_TEXT_PORT = 40000
 DEFAULT_BINARY_PORT = 40001
 #: the command-line option behind each mode's listeners, for messages
-PORT_OPTION = {"text": "--port", "binary": "--binary-port", "metrics": "--metrics-port"}
+PORT_OPTION = {"text": "--port", "binary": "--binary-port", "web": "--web-port", "metrics": "--metrics-port"}
 
 
 #: accept queue for bare port numbers; Twisted's default of 50 drops SYNs (a 1 s client stall)
@@ -193,13 +193,16 @@ def make_service(
     binary_ports: list[str] | None = None,
     reactor: Any = None,
     metrics_port: str | None = None,
+    web_ports: Sequence[str] = (),
+    web_origins: Sequence[str] = (),
     checkers: list[Any] | None = None,
 ) -> TinyService:
     """Build the service that listens on every given port (bare numbers or endpoint descriptions),
     and serves Prometheus metrics on ``metrics_port`` if given.
 
-    With ``settings.accounts`` or ``checkers`` (``--auth``), the core gets REGISTER, LOGIN
-    and LOGOUT (tinytcp/auth).
+    ``web_ports`` serve the web page and its WebSocket (tinytcp/web/), which accepts browsers
+    from its own origin and from ``web_origins``.  With ``settings.accounts`` or ``checkers``
+    (``--auth``), the core gets REGISTER, LOGIN and LOGOUT (tinytcp/auth).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -231,6 +234,15 @@ def make_service(
             endpoint = endpoints.serverFromString(reactor, description)
             listener = ListenService(endpoint, ConnectionFactory(server, protocol), mode, description, port)
             listener.setServiceParent(service)
+    if web_ports:
+        # imported only when asked for: twisted.web.websocket needs twisted[websocket]
+        from tinytcp.web.site import make_site
+
+        web = make_site(server, web_origins, reactor=reactor)
+        for port in web_ports:
+            description = endpoint_description(port)
+            endpoint = endpoints.serverFromString(reactor, description)
+            ListenService(endpoint, web, "web", description, port).setServiceParent(service)
     if metrics_port is not None:
         from tinytcp.ops import metrics
 

@@ -25,12 +25,13 @@ from tinytcp.ops.startup import (
 )
 from tinytcp.server.service import DEFAULT_BINARY_PORT, DEFAULT_TEXT_PORT, endpoint_description, make_service
 from tinytcp.server.state import DEFAULT_BANNER, Settings
+from tinytcp.web.origin import origin_of
 
 #: how usage errors start, so the operator sees which program and subcommand complained
 PROG = "twistd tinytcp"
 
 #: options given once per listener; in a config file they take one value or a list
-LISTS = frozenset({"port", "binary-port"})
+LISTS = frozenset({"port", "binary-port", "web-port", "web-origin"})
 #: options that only make sense on the command line
 COMMAND_LINE_ONLY = frozenset({"config", "check-config", "help", "version"})
 
@@ -46,6 +47,26 @@ def port_value(option: str) -> Any:
     return parse
 
 
+def web_origin(value: Any) -> str:
+    """A --web-origin value: scheme://host[:port], or * for any origin."""
+    if not isinstance(value, str) or (value != "*" and origin_of(value) is None):
+        raise usage.UsageError(f"--web-origin: {value!r} is not scheme://host[:port] or *")
+    return value
+
+
+def require_whole_websocket_messages() -> None:
+    """--web-port needs Twisted 26.10: older WebSocket layers hand over fragments, not messages."""
+    from twisted.python.versions import Version
+
+    import twisted
+
+    if twisted.version < Version("Twisted", 26, 10, 0):
+        raise usage.UsageError(
+            f"--web-port: needs Twisted 26.10 or later (this is {twisted.__version__}): "
+            "pip install 'twisted[websocket]>=26.10'"
+        )
+
+
 class Options(usage.Options, strcred.AuthOptionMixin):
     """twistd tinytcp [options]"""
 
@@ -57,7 +78,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, NICK, SAY, WHO, QUIT) as text lines for telnet "
         "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
         "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
-        "ssl:..., tls:..., unix:...) to listen elsewhere. Accounts (REGISTER, LOGIN, LOGOUT) come with --accounts, "
+        "ssl:..., tls:..., unix:...) to listen elsewhere. --web-port serves a web page (chat, commands, status) "
+        "and a WebSocket speaking the text format. Accounts (REGISTER, LOGIN, LOGOUT) come with --accounts, "
         "--auth or --require-login; see the README's Secure deployment. See docs/protocol.md for the wire formats."
     )
     optFlags = [
@@ -222,6 +244,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         super().__init__()
         self["port"] = []
         self["binary-port"] = []
+        self["web-port"] = []
+        self["web-origin"] = []
         #: the options named on the command line, which the config file does not override
         self.given: set[str] = set()
         #: option -> "file:line" for the values that came from the config file
@@ -259,7 +283,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         parsers: dict[str, Any] = {name: None for name, _, _ in self.optFlags}
         for name, _, _, _, *coerce in self.optParameters:
             parsers[name] = coerce[0] if coerce else str
-        parsers.update({name: port_value(name) for name in (*LISTS, "metrics-port")})
+        parsers.update({name: port_value(name) for name in ("port", "binary-port", "web-port", "metrics-port")})
+        parsers["web-origin"] = web_origin
         return {name: parse for name, parse in parsers.items() if name not in COMMAND_LINE_ONLY}
 
     def read_config(self) -> None:
@@ -291,6 +316,15 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """Binary clients, as --port; 'none' turns binary mode off [default: 40001]"""
         self["binary-port"].append(port)
 
+    def opt_web_port(self, port: str) -> None:
+        """The web page (/) and its WebSocket (/ws), as --port; repeatable [default: off]"""
+        self["web-port"].append(port)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """Also accept WebSockets from pages of this origin (scheme://host[:port]), '*' for any;
+        repeatable [default: the page's own origin only]"""
+        self["web-origin"].append(web_origin(origin))
+
     def postOptions(self) -> None:
         if self["config"]:
             self.read_config()
@@ -308,7 +342,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         from twisted.internet import reactor
 
         metrics_port = [self["metrics-port"]] if self["metrics-port"] is not None else []
-        listeners = {"port": self["port"], "binary-port": self["binary-port"], "metrics-port": metrics_port}
+        listeners = {
+            "port": self["port"],
+            "binary-port": self["binary-port"],
+            "web-port": self["web-port"],
+            "metrics-port": metrics_port,
+        }
         for option, ports in listeners.items():
             for port in ports:
                 try:
@@ -324,6 +363,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 require_prometheus_client()
             except StartupError as e:
                 raise usage.UsageError(str(e)) from None
+        if self["web-port"]:
+            require_whole_websocket_messages()
         if self["check-config"]:
             checked = f" ({self['config']})" if self["config"] else ""
             print(f"{PROG}: the configuration is valid{checked}")
@@ -406,6 +447,8 @@ def makeService(options: Options) -> IService:
             options["binary-port"],
             metrics_port=options["metrics-port"],
             checkers=options.get("credCheckers"),
+            web_ports=options["web-port"],
+            web_origins=options["web-origin"],
         )
         service.listen()
     except StartupError as e:
