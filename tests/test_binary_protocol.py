@@ -68,7 +68,7 @@ class BinaryProtocolTests(SynchronousTestCase):
     def test_huge_announced_length_allocates_nothing(self) -> None:
         feed(self.protocol, b"\x01\xff\xff\xff\xff")
         self.assertEqual(self.replies(), [(0xFF, b"FRAME_TOO_LARGE")])
-        self.assertEqual(len(self.protocol.frames.held), 0)
+        self.assertEqual(self.protocol.frames.have, 0)
 
     def test_unknown_code_keeps_connection_usable(self) -> None:
         feed(self.protocol, encode_frame(0x42, b"?") + encode_frame(1, b"still here"))

@@ -150,7 +150,7 @@ class LargeReplyTests(SynchronousTestCase):
         self.assertEqual(len(sequences), 1)
         header, payload = sequences[0]
         self.assertEqual(header + payload, frame)
-        self.assertEqual(len(protocol.frames.held), 3)
+        self.assertEqual(protocol.frames.have, 3)
         protocol.dataReceived(after[3:])
         self.assertEqual(transport.value(), after)
 

@@ -1,11 +1,12 @@
 """Codecs and the telnet filter, with property tests for the parsers."""
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tinytcp.protocol import telnet
 from tinytcp.protocol.core import Code, Reply
+from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.telnet import DATA, strip_telnet
 from tinytcp.protocol.wire import (
     TextRequest,
@@ -166,3 +167,35 @@ class TelnetTests(SynchronousTestCase):
         self.assertEqual(strip_telnet(b"\xff\xff\xfd\x06"), (b"\xfd\x06", DATA, 0))
         self.assertEqual(strip_telnet(b"\xff\xfb\xff\xfd\x06"), (b"\xfd\x06", DATA, 0))
         self.assertEqual(strip_telnet(b"\xff\xfa\xff\xfd\x06\xff\xf0\xff\xfd\x06"), (b"", DATA, 1))
+
+
+class FrameSplitterTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=9000)), max_size=6),
+        st.lists(st.integers(1, 5000), max_size=30),
+    )
+    def test_any_reads_give_the_frames_sent(self, frames: list[tuple[int, bytes]], sizes: list[int]) -> None:
+        """Reads of any sizes (small ones gathered, large ones held as they are) cut the same frames."""
+        stream = b"".join(encode_frame(code, payload) for code, payload in frames)
+        splitter = FrameSplitter(10_000)
+        got: list[tuple[int, bytes]] = []
+        offset = 0
+        for size in [*sizes, len(stream)]:
+            got.extend(splitter.frames(stream[offset : offset + size]))
+            offset += size
+        self.assertEqual(got, frames)
+        self.assertEqual(splitter.have, 0)
+
+    def test_a_frame_held_across_reads_is_copied_out_once_with_what_follows(self) -> None:
+        splitter = FrameSplitter(1 << 20)
+        frame = encode_frame(1, b"p" * 100_000) + encode_frame(2, b"next")
+        reads = [frame[:3], frame[3:70_000], frame[70_000:70_001], frame[70_001:]]
+        got = [list(splitter.frames(read)) for read in reads]
+        self.assertEqual(got, [[], [], [], [(1, b"p" * 100_000), (2, b"next")]])
+
+    def test_too_large_stops_before_holding(self) -> None:
+        splitter = FrameSplitter(10)
+        self.assertEqual(list(splitter.frames(encode_frame(1, b"ok") + b"\x05\x00\x00\x00\x0bxx")), [(1, b"ok")])
+        self.assertEqual(splitter.too_large, (5, 11))
+        self.assertEqual(splitter.have, 0)

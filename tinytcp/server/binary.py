@@ -24,6 +24,8 @@ from tinytcp.server.state import Server
 log = Logger(namespace="tinytcp")
 
 UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+_pack = HEADER.pack
+_unpack = HEADER.unpack_from
 
 #: payloads at least this long are written as their own piece, not copied behind a header
 LARGE_PAYLOAD = 16 * 1024
@@ -40,26 +42,42 @@ class BinaryProtocol(Connection):
         self.max_frame = server.settings.max_frame
         self.frames = FrameSplitter(self.max_frame)
         self._verbose = server.settings.verbose
+        # what the request loop reaches for on every read, one attribute away
+        self._core = server.core
+        self._handlers = server.core.frame_handlers
+        self._calls = server.core.calls
 
     def connectionMade(self) -> None:
         self.start()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.frames.held = bytearray()
+        self.frames.clear()
         Connection.connectionLost(self, reason)
 
-    def receive(self, data: bytes) -> None:
-        if self.frames.held:
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        # the idle clock: only a timestamp (moving the timer on every read would cost more
+        # than the rest of a one-request read; timeoutConnection moves it when it fires)
+        self._active = True
+        self.last_active = self._now()
+        if self.backlog is not None or self.writes_paused or self.waiting:
+            self.read_later(data)
+            return
+        if self.frames.have:
             joined = self.frames.join(data)
             if joined is None:
                 return
-            data = joined
-        self.answer_from((data, 0))
+            first, data = joined
+            self.answer_from((data, 0, first))
+        else:
+            self.answer_from((data, 0, None))
 
-    def answer_from(self, pending: tuple[bytes, int]) -> None:
-        """Answer the frames of ``data`` from ``offset`` on (``pending``), cutting them inline
-        as ``FrameSplitter.cut`` does; stop when the transport's buffer passes its mark or a
-        reply is a Deferred, holding ``(data, offset)`` of the next frame.
+    def answer_from(self, pending: tuple[bytes, int, tuple[int, bytes] | None]) -> None:
+        """Answer ``first`` (a frame that spanned reads, already cut), then the frames of
+        ``data`` from ``offset`` on (``pending``), cutting them inline as ``FrameSplitter.cut``
+        does; stop when the transport's buffer passes its mark or a reply is a Deferred,
+        holding ``(data, offset, None)`` of the next frame.
 
         As in text mode, the loop dispatches through the core's table and frames a handler's
         payload with its command's code, with no Reply on the way of a successful request;
@@ -67,28 +85,33 @@ class BinaryProtocol(Connection):
         """
         out: list[bytes] = []
         unflushed = 0
-        core = self.server.core
+        core = self._core
         session = self.session
-        handlers = core.frame_handlers
-        calls = core.calls
-        pack = HEADER.pack
+        handlers = self._handlers
+        calls = self._calls
         verbose = self._verbose
-        data, offset = pending
+        data, offset, first = pending
         frames = self.frames
         size = len(data)
-        unpack = HEADER.unpack_from
-        max_frame = frames.max_frame
+        max_frame = self.max_frame
         code: Any
-        while size - offset >= HEADER_SIZE:
-            code, length = unpack(data, offset)
-            if length > max_frame:
-                frames.too_large = (code, length)
-                break
-            end = offset + HEADER_SIZE + length
-            if end > size:
-                break
-            payload: Any = data[offset + HEADER_SIZE : end]
-            offset = end
+        payload: Any
+        while True:
+            if first is not None:
+                code, payload = first
+                first = None
+            else:
+                if size - offset < HEADER_SIZE:
+                    break
+                code, length = _unpack(data, offset)
+                if length > max_frame:
+                    frames.too_large = (code, length)
+                    break
+                end = offset + HEADER_SIZE + length
+                if end > size:
+                    break
+                payload = data[offset + HEADER_SIZE : end]
+                offset = end
             if verbose:
                 shown = loggable_payload(code, payload[:200])
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
@@ -103,13 +126,13 @@ class BinaryProtocol(Connection):
             if answer.__class__ is not bytes:
                 if answer.__class__ is not Reply:
                     self._flush(out)
-                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset))
+                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
                     return
                 reply, code, answer = answer, answer.code, answer.payload
                 if code == Code.ERROR:
                     self.log_error(answer.decode("ascii"))
                 elif reply.close:
-                    out.append(pack(code, len(answer)) + answer)
+                    out.append(_pack(code, len(answer)) + answer)
                     self._flush(out)
                     self.hang_up("client said QUIT")
                     return
@@ -117,18 +140,18 @@ class BinaryProtocol(Connection):
                 log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
             length = len(answer)
             if length < LARGE_PAYLOAD:
-                out.append(pack(code, length) + answer)
+                out.append(_pack(code, length) + answer)
             else:
                 self._flush(out)
                 out = []
-                self.transport.writeSequence((pack(code, length), answer))
+                self.transport.writeSequence((_pack(code, length), answer))
             unflushed += length
             if unflushed >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
                 unflushed = 0
                 if self.writes_paused:
-                    self.hold((data, offset))
+                    self.hold((data, offset, None))
                     return
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])

@@ -139,15 +139,6 @@ class IdleTimeout(TimeoutMixin):
         self.last_active = self.server.seconds()
         self.setTimeout(self.server.settings.idle_timeout or None)
 
-    def activity(self) -> None:
-        """The client sent something: restart the idle clock.
-
-        Only a timestamp (``dataReceived`` sets it inline): moving the timer on every read
-        costs more than the rest of a one-request read; timeoutConnection moves it when it fires.
-        """
-        self._active = True
-        self.last_active = self._now()
-
     def timeoutConnection(self) -> None:
         if self.closing:
             return
@@ -191,21 +182,13 @@ class Backpressure:
     #: reads that arrived while requests waited
     later: bytearray | None = None
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self._active = True
-        self.last_active = self._now()
-        if self.backlog is None and not self.writes_paused and not self.waiting:
-            self.receive(data)
-        elif self.later is None:
+    def read_later(self, data: bytes) -> None:
+        """A read that arrived while requests wait (each protocol's dataReceived starts by
+        checking ``backlog``, ``writes_paused`` and ``waiting``): it waits behind them whole."""
+        if self.later is None:
             self.later = bytearray(data)
         else:
             self.later += data
-
-    def receive(self, data: bytes) -> None:
-        """Split one read into requests and answer them (each protocol's own)."""
-        raise NotImplementedError
 
     def answer_from(self, requests: Any) -> None:
         """Answer ``requests`` in order (each protocol's loop), stopping with ``hold`` or
@@ -247,7 +230,7 @@ class Backpressure:
                 self.answer_from(requests)
             elif self.later is not None:
                 data, self.later = bytes(self.later), None
-                self.receive(data)
+                self.dataReceived(data)  # type: ignore[attr-defined]
             else:
                 self.transport.resumeProducing()
                 return

@@ -53,6 +53,10 @@ class TextProtocol(Connection):
         self.lines = LineSplitter(self.max_line)
         self._telnet = DATA
         self._verbose = server.settings.verbose
+        # what the request loop reaches for on every read, one attribute away
+        self._core = server.core
+        self._by_name = server.core.by_name
+        self._calls = server.core.calls
 
     def connectionMade(self) -> None:
         if self.start():
@@ -62,7 +66,16 @@ class TextProtocol(Connection):
         self.lines.held = bytearray()
         Connection.connectionLost(self, reason)
 
-    def receive(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        # the idle clock: only a timestamp (moving the timer on every read would cost more
+        # than the rest of a one-request read; timeoutConnection moves it when it fires)
+        self._active = True
+        self.last_active = self._now()
+        if self.backlog is not None or self.writes_paused or self.waiting:
+            self.read_later(data)
+            return
         if self._telnet != DATA or b"\xff" in data:
             data, self._telnet, marks = strip_telnet(data, self._telnet)
             if marks:
@@ -84,10 +97,10 @@ class TextProtocol(Connection):
         """
         out: list[bytes] = []
         size = 0
-        core = self.server.core
+        core = self._core
         session = self.session
-        by_name = core.by_name
-        calls = core.calls
+        by_name = self._by_name
+        calls = self._calls
         verbose = self._verbose
         for line in lines:
             parts = line.split(None, 1)
