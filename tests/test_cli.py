@@ -214,7 +214,11 @@ class FailureTests(unittest.SynchronousTestCase):
         started = time.monotonic()
         result = run_client("--port", str(port), "--timeout", "1", "TIME")
         self.assertLess(time.monotonic() - started, 10)
-        self.assertOneLine(result, rf"^tinytcp-client: cannot connect to 127\.0\.0\.1:{port}: no answer within 1 s\n$")
+        self.assertOneLine(
+            result,
+            rf"^tinytcp-client: cannot connect to 127\.0\.0\.1:{port}: no answer within 1 s"
+            r"; if it is a TLS listener, add --tls\n$",
+        )
 
     def test_timeout_waiting_for_a_reply(self) -> None:
         port = self.listening_socket()

@@ -64,7 +64,8 @@ class StartFailureTests(SynchronousTestCase):
     def test_a_unix_socket_in_a_missing_folder(self) -> None:
         self.check_fails(
             ["--port", "unix:/nonexistent/tinytcp.sock"],
-            "--port unix:/nonexistent/tinytcp.sock: cannot listen for text clients on unix:/nonexistent/tinytcp.sock: "
+            "--port unix:/nonexistent/tinytcp.sock: cannot listen for text clients on "
+            "unix:/nonexistent/tinytcp.sock:mode=660: "
             "no such file or directory: /nonexistent/tinytcp.sock.lock",
         )
 

@@ -210,3 +210,61 @@ class WebOptionsTests(SynchronousTestCase):
         listening = [(port, type(factory).__name__, interface) for port, factory, _, interface in reactor.tcpServers]
         self.assertEqual(listening, [(40000, "ConnectionFactory", "127.0.0.1"), (40080, "Site", "127.0.0.1")])
         self.successResultOf(service.stopService())
+
+
+class ClientCertificateOptionTests(SynchronousTestCase):
+    def test_client_ca_is_loaded_at_startup(self) -> None:
+        import shutil
+
+        from tests.certs import make_pki
+
+        pki = make_pki()
+        self.addCleanup(shutil.rmtree, pki.folder, True)
+        settings = settings_from(parse("--client-ca", pki.ca, "--require-client-cert"))
+        self.assertEqual((settings.client_ca, settings.require_client_cert), (pki.ca, True))
+        with self.assertRaises(SystemExit) as caught:
+            parse("--client-ca", pki.server_key)
+        self.assertIn("no PEM certificate", str(caught.exception))
+        with self.assertRaises(SystemExit) as caught:
+            parse("--client-ca", pki.folder + "/missing")
+        self.assertIn("No such file", str(caught.exception))
+        with self.assertRaises(SystemExit) as caught:
+            parse("--require-client-cert")
+        self.assertEqual(str(caught.exception), "twistd tinytcp: --require-client-cert needs --client-ca")
+
+
+class AccountOptionTests(SynchronousTestCase):
+    def test_accounts_are_off_by_default_and_protected_mode_on(self) -> None:
+        settings = settings_from(parse())
+        self.assertEqual((settings.accounts, settings.require_login, settings.protected_mode), (None, False, True))
+        self.assertFalse(settings_from(parse("--no-protected-mode")).protected_mode)
+
+    def test_require_login_turns_accounts_on_with_registration_off(self) -> None:
+        settings = settings_from(parse("--require-login"))
+        self.assertEqual((settings.accounts, settings.allow_register), ("accounts.sqlite3", False))
+        settings = settings_from(parse("--require-login", "--allow-register", "--accounts", "/tmp/a.db"))
+        self.assertEqual((settings.accounts, settings.allow_register), ("/tmp/a.db", True))
+        self.assertTrue(settings_from(parse("--accounts", "x.db")).allow_register)
+
+    def test_auth_checker_replaces_the_database(self) -> None:
+        options = parse("--auth", "file:/nonexistent/passwd", "--require-login")
+        self.assertEqual(len(options["credCheckers"]), 1)
+        self.assertIsNone(settings_from(options).accounts)
+        with self.assertRaises(SystemExit):
+            parse("--auth", "file:/nonexistent/passwd", "--accounts", "x.db")
+
+    def test_limits_and_cost(self) -> None:
+        settings = settings_from(
+            parse("--login-failures", "3", "--peer-login-failures", "9", "--login-window", "60", "--bcrypt-rounds", "4")
+        )
+        self.assertEqual(
+            (settings.login_failures, settings.peer_login_failures, settings.login_window, settings.bcrypt_rounds),
+            (3, 9, 60.0, 4),
+        )
+        for rounds in ("3", "32", "x"):
+            with self.assertRaises(SystemExit):
+                parse("--bcrypt-rounds", rounds)
+
+    def test_unix_sockets_get_mode_660_unless_given(self) -> None:
+        self.assertEqual(endpoint_description("unix:/tmp/t.sock"), "unix:/tmp/t.sock:mode=660")
+        self.assertEqual(endpoint_description("unix:/tmp/t.sock:mode=600"), "unix:/tmp/t.sock:mode=600")

@@ -25,6 +25,7 @@ from tinytcp.client.library import (
     reply_line,
     request_bytes,
 )
+from tinytcp.client.tls import TLSConfigError, TLSSettings
 
 __all__ = [
     "COMMANDS_BY_NAME",
@@ -40,6 +41,8 @@ __all__ = [
     "Refused",
     "ReplyTimeout",
     "RequestError",
+    "TLSConfigError",
+    "TLSSettings",
     "TextClient",
     "UnknownCommand",
     "connect",

@@ -19,9 +19,11 @@ from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet import defer, endpoints, error
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from tinytcp import __version__
+from tinytcp.auth.commands import loggable_line
 from tinytcp.client.library import (
     Client,
     ConnectionClosed,
@@ -33,6 +35,7 @@ from tinytcp.client.library import (
     connect,
     reply_line,
 )
+from tinytcp.client.tls import TLSConfigError, TLSSettings
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import parse_text_request
 
@@ -84,8 +87,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("commands", nargs="*", metavar="COMMAND", help='a command line, e.g. TIME "ECHO hi" QUIT')
-    parser.add_argument("--host", default=DEFAULT_HOST, help="server host (default %(default)s)")
+    parser.add_argument("--host", help=f"server host (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=_port, help="server port (default 40000, or 40001 with --binary)")
+    parser.add_argument("--unix", metavar="PATH", help="connect to the server's unix socket PATH instead")
+    parser.add_argument(
+        "--endpoint",
+        metavar="DESCRIPTION",
+        help="connect to a Twisted client endpoint description instead, e.g. tcp6:host=::1:port=40000 "
+        "or tls:example.org:40443:trustRoots=/etc/tinytcp/ca",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="speak TLS; the server's certificate is verified")
+    tls.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM), not the system's")
+    tls.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="the name the server's certificate must carry, also sent as SNI (default: --host)",
+    )
+    tls.add_argument(
+        "--insecure-skip-verify",
+        action="store_true",
+        help="DANGER: accept any server certificate; anyone on the path can read and change the traffic",
+    )
+    tls.add_argument("--cert", metavar="FILE", help="client certificate (PEM, may hold the key too) for mutual TLS")
+    tls.add_argument("--key", metavar="FILE", help="the private key of --cert (default: in the --cert file)")
     parser.add_argument("--binary", action="store_true", help="speak the binary frame protocol")
     parser.add_argument("--script", metavar="FILE", help="read one command per line from FILE (- for stdin)")
     parser.add_argument("--transcript", action="store_true", help="print a '-> request' / '<- reply' log")
@@ -101,9 +126,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.script is not None and args.commands:
         parser.error("give COMMANDs or --script, not both")
     args.mode = "binary" if args.binary else "text"
+    if args.unix is not None and args.endpoint is not None:
+        parser.error("give --unix or --endpoint, not both")
+    if (args.unix is not None or args.endpoint is not None) and (args.host is not None or args.port is not None):
+        parser.error("--host and --port do not go with --unix or --endpoint")
+    for name in ("cafile", "server_name", "cert", "key", "insecure_skip_verify"):
+        if getattr(args, name) and not args.tls:
+            parser.error(f"--{name.replace('_', '-')} needs --tls")
+    if args.key is not None and args.cert is None:
+        parser.error("--key needs --cert")
+    if args.insecure_skip_verify and (args.cafile or args.server_name):
+        parser.error("--insecure-skip-verify checks nothing: --cafile and --server-name would be ignored")
+    if args.tls and not args.insecure_skip_verify and args.server_name is None and args.host is None:
+        if args.unix is not None or args.endpoint is not None:
+            parser.error("--tls with --unix or --endpoint needs --server-name (the name on the server's certificate)")
+    if args.host is None:
+        args.host = DEFAULT_HOST
     if args.port is None:
         args.port = DEFAULT_PORTS[args.mode]
     return args
+
+
+def target(args: argparse.Namespace) -> str:
+    """Where the client connects, as messages show it."""
+    if args.endpoint is not None:
+        return args.endpoint
+    if args.unix is not None:
+        return f"unix:{args.unix}"
+    return address(args.host, args.port)
+
+
+def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndpoint:
+    """The endpoint the arguments describe; ValueError for a bad description or TLS file."""
+    endpoint: IStreamClientEndpoint
+    if args.endpoint is not None:
+        try:
+            endpoint = endpoints.clientFromString(reactor, args.endpoint)
+        except (ValueError, TypeError, KeyError) as problem:
+            raise ValueError(f"bad endpoint description {args.endpoint!r}: {problem}") from None
+    elif args.unix is not None:
+        endpoint = endpoints.UNIXClientEndpoint(reactor, args.unix, timeout=args.timeout)
+    else:
+        endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=args.timeout)
+    if args.tls:
+        settings = TLSSettings(
+            server_name=args.server_name or (args.host if args.unix is None and args.endpoint is None else None),
+            cafile=args.cafile,
+            verify=not args.insecure_skip_verify,
+            cert=args.cert,
+            key=args.key,
+        )
+        endpoint = endpoints.wrapClientTLS(settings.creator(), endpoint)
+    return endpoint
 
 
 def say(text: str) -> None:
@@ -117,8 +191,8 @@ def complain(text: str) -> None:
 
 
 def shown(line: bytes) -> str:
-    """A request line as printed in messages and the transcript."""
-    return line.decode("utf-8", "backslashreplace")
+    """A request line as printed in messages and the transcript (never a password)."""
+    return loggable_line(line).decode("utf-8", "backslashreplace")
 
 
 def address(host: str, port: int) -> str:
@@ -133,9 +207,11 @@ def connect_failure(failure: Failure) -> str:
     if failure.check(error.DNSLookupError):
         return "host not found"
     if failure.check(ConnectionClosed):
-        return "the server closed the connection at once"
+        return failure.value.tls_problem or "the server closed the connection at once"
     if failure.check(ConnectTimeout, ProtocolError, Refused):
         return str(failure.value)
+    if failure.check(error.ConnectError) and isinstance(failure.value.osError, int):
+        return os.strerror(failure.value.osError).lower()
     return failure.getErrorMessage()
 
 
@@ -152,7 +228,7 @@ class Session:
         self.say: Callable[[str], None] = say
         self.complain: Callable[[str], None] = complain
         self.transcript: bool = args.transcript
-        self.where = address(args.host, args.port)
+        self.where = target(args)
         self.client: Client | None = None
         self.errors = 0
         #: the first failure that leaves replies unanswered (timeout, connection closed)
@@ -204,6 +280,8 @@ class Session:
             self.complain(str(failure.value))
         elif failure.check(ReplyTimeout):
             self._fail(f"no reply to {shown(line)!r} from {self.where} within {failure.value.timeout:g} s")
+        elif failure.check(ConnectionClosed) and failure.value.tls_problem is not None:
+            self._fail(f"connection to {self.where} failed: {failure.value.tls_problem}")
         elif failure.check(ConnectionClosed):
             self._fail(f"connection to {self.where} closed before the reply to {shown(line)!r}")
         else:
@@ -435,7 +513,13 @@ async def run_session(reactor: Any, args: argparse.Namespace) -> int:
         return FAILED
     session = Session(args)
     reactor.addSystemEventTrigger("before", "shutdown", session.interrupt)
-    endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=args.timeout)
+    try:
+        endpoint = client_endpoint(reactor, args)
+    except (TLSConfigError, ValueError) as problem:
+        complain(str(problem))
+        return FAILED
+    if args.insecure_skip_verify:
+        complain("warning: --insecure-skip-verify: the server's certificate is not checked")
     try:
         session.client = await connect(
             endpoint,
@@ -446,7 +530,9 @@ async def run_session(reactor: Any, args: argparse.Namespace) -> int:
             reactor=reactor,
         )
     except Exception:
-        complain(f"cannot connect to {session.where}: {connect_failure(Failure())}")
+        failure = Failure()
+        hint = "; if it is a TLS listener, add --tls" if failure.check(ConnectTimeout) and not args.tls else ""
+        complain(f"cannot connect to {session.where}: {connect_failure(failure)}{hint}")
         return FAILED
     if session.transcript and session.client.banner is not None:
         say(f"<~ WELCOME {session.client.banner}")

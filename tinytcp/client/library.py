@@ -18,12 +18,15 @@ from functools import partial
 from typing import Any, ClassVar
 
 from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IHandshakeListener, INegotiated, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from tinytcp.protocol.core import Core
+from tinytcp.auth.commands import ACCOUNT_COMMANDS
+from tinytcp.client.tls import TLSSettings, tls_problem
+from tinytcp.protocol.core import COMMANDS, Core
 from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import (
@@ -38,8 +41,9 @@ from tinytcp.protocol.wire import (
 MessageCallback = Callable[[Reply], object]
 CloseCallback = Callable[[Failure], object]
 
-#: command word (upper case, aliases included) -> command, as the server looks it up
-COMMANDS_BY_NAME = Core().by_name
+#: command word (upper case, aliases included) -> command, as the server looks it up (with
+#: the account commands, which servers without accounts answer with UNKNOWN_COMMAND)
+COMMANDS_BY_NAME = Core(commands=COMMANDS + ACCOUNT_COMMANDS).by_name
 
 MODES = ("text", "binary")
 
@@ -53,7 +57,9 @@ class ConnectionClosed(ClientError):
 
     def __init__(self, reason: Failure | None = None) -> None:
         why = reason.getErrorMessage() if reason is not None else "not connected"
-        super().__init__(f"connection closed: {why}")
+        #: one sentence when TLS closed it (an untrusted certificate, say); None otherwise
+        self.tls_problem = tls_problem(reason)
+        super().__init__(self.tls_problem or f"connection closed: {why}")
         self.reason = reason
 
 
@@ -150,6 +156,7 @@ class _Waiting:
         return self.expected is None or reply.code in (self.expected, Code.ERROR)
 
 
+@implementer(IHandshakeListener)
 class Client(Protocol):
     """What both modes share: the queue of requests awaiting replies, timeouts and hooks.
 
@@ -274,6 +281,9 @@ class Client(Protocol):
         if self.is_open:
             self.transport.abortConnection()
 
+    def handshakeCompleted(self) -> None:
+        """Over TLS: the handshake is done (text mode still waits for WELCOME)."""
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.close_reason = reason
         self._stop_timer()
@@ -345,7 +355,13 @@ class BinaryClient(Client):
         self.closing = False
 
     def connectionMade(self) -> None:
-        self._ready.callback(self)
+        # over TLS, ready once the handshake is done, so a certificate problem fails connect()
+        if not INegotiated.providedBy(self.transport):
+            self._ready.callback(self)
+
+    def handshakeCompleted(self) -> None:
+        if not self._ready.called:
+            self._ready.callback(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closing = True
@@ -385,20 +401,27 @@ def connect(
     on_message: MessageCallback | None = None,
     on_close: CloseCallback | None = None,
     timeout: float | None = None,
+    tls: TLSSettings | None = None,
     reactor: Any = None,
 ) -> defer.Deferred[Client]:
     """Connect in ``mode`` ("text" or "binary"); fires with a ready :class:`Client`.
 
     ``endpoint`` is an endpoint or a client endpoint description such as
-    ``"tcp:127.0.0.1:40000"``.  ``timeout`` bounds connecting (text mode: until WELCOME,
-    which is then in ``client.banner``) and then every reply; it fails with
-    :class:`ConnectTimeout` or :class:`ReplyTimeout`.
+    ``"tcp:127.0.0.1:40000"``, ``"unix:/run/tinytcp.sock"`` or Twisted's
+    ``"tls:HOST:PORT:trustRoots=FOLDER"``.  ``tls`` wraps it in TLS (see
+    :class:`TLSSettings`); a handshake or certificate problem fails with
+    :class:`ConnectionClosed` whose ``tls_problem`` says what went wrong.  ``timeout``
+    bounds connecting (text mode: until WELCOME, which is then in ``client.banner``; over
+    TLS: until the handshake) and then every reply; it fails with :class:`ConnectTimeout`
+    or :class:`ReplyTimeout`.  Bad TLS files raise ``TLSConfigError`` at once.
     """
     if mode not in PROTOCOLS:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if reactor is None:
         from twisted.internet import reactor
     where = endpoints.clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+    if tls is not None:
+        where = endpoints.wrapClientTLS(tls.creator(), where)
     factory = Factory.forProtocol(
         partial(PROTOCOLS[mode], on_message=on_message, on_close=on_close, timeout=timeout, clock=reactor)
     )

@@ -126,6 +126,15 @@ class Room:
         elif old != nick:
             self.announce(old + b" is now " + nick, exclude=member)
 
+    def drop_nick(self, member: Member) -> None:
+        """``member`` becomes a guest again (LOGOUT); the others see the rename."""
+        old = member.nick
+        if old is None or member not in self.members:
+            return
+        del self.nicks[old.lower()]
+        member.nick = None
+        self.announce(old + b" is now " + self.name(member))
+
     def say(self, member: Member, text: bytes) -> int:
         """Deliver ``MSG <name> <text>`` to every other member; how many got it."""
         recipients = [other for other in self.members if other is not member]

@@ -42,9 +42,25 @@ def no_push(data: bytes) -> None:
 
 
 class Session:
-    """What the core knows of one connection: counters, chat identity, and how to push to it."""
+    """What the core knows of one connection: counters, chat identity, and how to push to it.
 
-    __slots__ = ("requests", "nick", "guest", "mode", "encode", "push", "say_tokens", "say_stamp")
+    ``address`` (the peer's IAddress) and ``tls`` tell the account commands whether
+    credentials may cross this connection; ``user`` is the logged-in user name.
+    """
+
+    __slots__ = (
+        "requests",
+        "nick",
+        "guest",
+        "mode",
+        "encode",
+        "push",
+        "say_tokens",
+        "say_stamp",
+        "address",
+        "tls",
+        "user",
+    )
 
     def __init__(
         self,
@@ -60,6 +76,9 @@ class Session:
         self.mode = mode
         self.encode = encode
         self.push = push
+        self.address: Any = None
+        self.tls = False
+        self.user: bytes | None = None
 
 
 #: what a handler answers: its payload, a Reply, or a Deferred that fires with one of those

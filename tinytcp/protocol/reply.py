@@ -19,6 +19,9 @@ class Code:
     SAY = 7
     WHO = 8
     INFO = 9
+    REGISTER = 10
+    LOGIN = 11
+    LOGOUT = 12
     #: a message the server pushes on its own (chat, notices); never a reply to a request
     MSG = 0x80
     ERROR = 0xFF

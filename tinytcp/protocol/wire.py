@@ -25,6 +25,9 @@ TEXT_PREFIX: dict[int, bytes] = {
     Code.SAY: b"SAID ",
     Code.WHO: b"WHO ",
     Code.INFO: b"INFO ",
+    Code.REGISTER: b"REGISTER ",
+    Code.LOGIN: b"LOGIN ",
+    Code.LOGOUT: b"LOGOUT ",
     Code.ERROR: b"ERROR ",
     Code.MSG: b"MSG ",
 }
@@ -71,6 +74,8 @@ def parse_text_reply(line: bytes) -> Reply:
         return Reply(Code.WHO, b"")
     if word == b"BYE" and not rest:
         return Reply(Code.QUIT, b"BYE")
+    if word == b"LOGOUT" and not rest:
+        return Reply(Code.LOGOUT, b"")
     code = TEXT_WORD.get(word)
     if code is None:
         return Reply(0, line)

@@ -13,6 +13,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.framing import FrameSplitter
@@ -112,7 +113,8 @@ class BinaryProtocol(Connection):
                 payload = data[offset + HEADER_SIZE : end]
                 offset = end
             if verbose:
-                log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=payload[:200])
+                shown = loggable_payload(code, payload[:200])
+                log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
             session.requests += 1
             handler = handlers[code]
             if handler is None:

@@ -28,10 +28,11 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tinytcp.auth.network import is_local
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import BYE, Session, no_push
 from tinytcp.protocol.reply import Code, Reply, error
-from tinytcp.server.state import QUIET, Server, describe_peer
+from tinytcp.server.state import PROTECTED_HINT, QUIET, Server, describe_peer
 
 log = Logger(namespace="tinytcp")
 
@@ -59,9 +60,12 @@ class Registration:
     errors = 0
 
     def open_connection(self) -> bool:
-        """Register a new connection, or refuse it with BUSY; True when it is served."""
+        """Register a new connection, or refuse it with BUSY or DENIED (protected mode); True when
+        it is served."""
         self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
-        self.peer = describe_peer(self.transport.getPeer())
+        self.session.address = self.transport.getPeer()
+        self.session.tls = INegotiated.providedBy(self.transport)
+        self.peer = describe_peer(self.session.address)
         self.opened = time.monotonic()
         server = self.server
         if len(server.connections) >= server.settings.max_connections or server.stopping:
@@ -73,6 +77,13 @@ class Registration:
                 peer=self.peer,
                 count=len(server.connections),
             )
+            self.transport.loseConnection()
+            return False
+        if server.settings.protected_mode and not server.settings.require_login and not is_local(self.session.address):
+            self.closing = self.refused = True
+            server.stats.error(errors.DENIED)
+            self.transport.write(self.encode(Reply(Code.ERROR, b"DENIED " + PROTECTED_HINT)))
+            log.info("{peer}: closing: not a local client, and login is not required (protected mode)", peer=self.peer)
             self.transport.loseConnection()
             return False
         server.add(self)  # type: ignore[arg-type]
@@ -324,11 +335,15 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
         # the handshake (the WELCOME line): pausing would stop reading the handshake itself
         if not INegotiated.providedBy(self.transport):
             self.transport.registerProducer(self, True)
+        elif self.server.client_certificates is not None:
+            self.server.client_certificates.ask(self.transport)
         log.info("{peer} connected ({mode})", peer=self.peer, mode=self.mode)
         return True
 
     def handshakeCompleted(self) -> None:
         """TLS only: the handshake is done, so backpressure can begin (see start)."""
+        if self.server.client_certificates is not None:
+            self.server.client_certificates.log_peer(self.transport, self.peer)
         if not self.closing:
             self.transport.registerProducer(self, True)
 

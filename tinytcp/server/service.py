@@ -35,10 +35,18 @@ PORT_OPTION = {"text": "--port", "binary": "--binary-port", "web": "--web-port",
 BACKLOG = 1024
 
 
+#: permissions of a unix socket whose description gives no mode: its owner and group may connect
+UNIX_MODE = 0o660
+
+
 def endpoint_description(port: str) -> str:
-    """A bare port number listens on 127.0.0.1 only; anything else is an endpoint description."""
+    """A bare port number listens on 127.0.0.1 only; anything else is an endpoint description
+    (a unix socket without ``mode=`` gets UNIX_MODE)."""
     if port.isdigit():
         return f"tcp:{int(port)}:interface=127.0.0.1:backlog={BACKLOG}"
+    if port.startswith("unix:") and ":mode=" not in port:
+        # Twisted's default is 666, which lets every local user connect
+        return f"{port}:mode={UNIX_MODE:o}"
     return port
 
 
@@ -187,17 +195,39 @@ def make_service(
     metrics_port: str | None = None,
     web_ports: Sequence[str] = (),
     web_origins: Sequence[str] = (),
+    checkers: list[Any] | None = None,
 ) -> TinyService:
     """Build the service that listens on every given port (bare numbers or endpoint descriptions),
     and serves Prometheus metrics on ``metrics_port`` if given.
 
     ``web_ports`` serve the web page and its WebSocket (tinytcp/web/), which accepts browsers
-    from its own origin and from ``web_origins``.
+    from its own origin and from ``web_origins``.  With ``settings.accounts`` or ``checkers``
+    (``--auth``), the core gets REGISTER, LOGIN and LOGOUT (tinytcp/auth).
     """
     if reactor is None:
         from twisted.internet import reactor
-    server = Server(settings, reactor=reactor)
+    core = None
+    accounts_service = None
+    if settings.accounts is not None or checkers:
+        from tinytcp.auth.commands import Policy
+        from tinytcp.auth.service import AccountsService, make_accounts
+        from tinytcp.protocol.core import Core
+
+        policy = Policy(
+            require_login=settings.require_login,
+            allow_register=settings.allow_register,
+            allow_plaintext=settings.allow_plaintext_login,
+            user_failures=settings.login_failures,
+            peer_failures=settings.peer_login_failures,
+            window=settings.login_window,
+        )
+        accounts = make_accounts(policy, reactor)
+        core = Core(commands=accounts.commands())
+        accounts_service = AccountsService(accounts, settings.accounts, settings.bcrypt_rounds, checkers)
+    server = Server(settings, core=core, reactor=reactor)
     service = TinyService(server)
+    if accounts_service is not None:
+        accounts_service.setServiceParent(service)
     for ports, protocol, mode in ((text_ports, TextProtocol, "text"), (binary_ports or [], BinaryProtocol, "binary")):
         for port in ports:
             description = endpoint_description(port)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -18,6 +18,9 @@ from twisted.logger import Logger
 from tinytcp import __version__
 from tinytcp.ops import status
 from tinytcp.protocol.core import Core
+
+if TYPE_CHECKING:
+    from tinytcp.server.tls import ClientCertificates
 
 
 class Connection(Protocol):
@@ -28,9 +31,16 @@ class Connection(Protocol):
 
     def finish(self) -> None: ...
 
+
 log = Logger(namespace="tinytcp")
 
 DEFAULT_BANNER = f"tinytcp {__version__} ready; type HELP"
+
+#: sent after ERROR DENIED to a client that protected mode turns away
+PROTECTED_HINT = (
+    b"protected mode: this server serves only clients on its own machine because it does not require login;"
+    b" its operator can add --require-login (accounts, over TLS) or, on a trusted network, --no-protected-mode"
+)
 
 #: --max-pending never goes below --max-frame plus this, so one large reply never looks slow
 REPLY_ROOM = 64 * 1024
@@ -53,6 +63,23 @@ class Settings:
     say_rate: float = 5.0
     say_burst: int = 10
     verbose: bool = False
+    #: PEM file of the CAs whose client certificates TLS listeners accept (mutual TLS)
+    client_ca: str | None = None
+    #: TLS listeners refuse clients without such a certificate (needs client_ca)
+    require_client_cert: bool = False
+    #: the SQLite file of accounts; None (and no --auth checker): no REGISTER, LOGIN, LOGOUT
+    accounts: str | None = None
+    require_login: bool = False
+    allow_register: bool = True
+    #: LOGIN and REGISTER over plain TCP from other machines, passwords in clear
+    allow_plaintext_login: bool = False
+    #: without require_login, only clients on this machine are served (Redis' protected mode)
+    protected_mode: bool = True
+    bcrypt_rounds: int = 12
+    #: failed LOGINs per user name, and per peer address, within login_window seconds
+    login_failures: int = 5
+    peer_login_failures: int = 20
+    login_window: float = 300.0
 
 
 def describe_peer(address: IAddress) -> str:
@@ -86,6 +113,11 @@ class Server:
         #: counters for INFO and /metrics (tinytcp.ops.status)
         self.stats = status.Stats()
         self.core.status = functools.partial(status.info, self)
+        self.client_certificates: ClientCertificates | None = None
+        if settings.client_ca is not None:
+            from tinytcp.server.tls import ClientCertificates
+
+            self.client_certificates = ClientCertificates(settings.client_ca, settings.require_client_cert)
 
     def add(self, connection: Connection) -> None:
         self.connections.add(connection)

@@ -7,9 +7,12 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.python import usage
 
 from tinytcp import __version__
+from tinytcp.auth.service import DEFAULT_ACCOUNTS
 from tinytcp.ops import config, logs
 from tinytcp.ops.startup import (
     MAX_FRAME_LIMIT,
@@ -64,20 +67,46 @@ def require_whole_websocket_messages() -> None:
         )
 
 
-class Options(usage.Options):
+class Options(usage.Options, strcred.AuthOptionMixin):
     """twistd tinytcp [options]"""
+
+    #: --auth checkers must check user names and passwords (file:, memory:, unix:, ...)
+    supportedInterfaces = [IUsernamePassword]
 
     synopsis = "[options]"
     longdesc = (
         "Serve the tinytcp commands (TIME, ECHO, REVERSE, HELP, NICK, SAY, WHO, QUIT) as text lines for telnet "
         "and nc, and as binary frames for programs. A bare port number listens on 127.0.0.1 "
         "only; pass an endpoint description (tcp:40000:interface=0.0.0.0, tcp6:40000, "
-        "ssl:..., unix:...) to listen elsewhere. --web-port serves a web page (chat, commands, status) "
-        "and a WebSocket speaking the text format. See docs/protocol.md for the wire formats."
+        "ssl:..., tls:..., unix:...) to listen elsewhere. --web-port serves a web page (chat, commands, status) "
+        "and a WebSocket speaking the text format. Accounts (REGISTER, LOGIN, LOGOUT) come with --accounts, "
+        "--auth or --require-login; see the README's Secure deployment. See docs/protocol.md for the wire formats."
     )
     optFlags = [
         ["verbose", "v", "Log every request and reply (costs throughput)."],
         ["check-config", None, "Check the options and the --config file, say so, and exit (like nginx -t)."],
+        ["require-client-cert", None, "TLS listeners refuse clients without a certificate from --client-ca."],
+        [
+            "require-login",
+            None,
+            "Clients may only LOGIN, REGISTER, HELP and QUIT until logged in (ERROR AUTH_REQUIRED); turns accounts on.",
+        ],
+        [
+            "allow-register",
+            None,
+            "Let clients REGISTER accounts under --require-login (without it, REGISTER is always allowed).",
+        ],
+        [
+            "allow-plaintext-login",
+            None,
+            "Accept LOGIN and REGISTER over plain TCP from other machines (passwords in clear!); by default they"
+            " need TLS, a unix socket or loopback (ERROR TLS_REQUIRED).",
+        ],
+        [
+            "no-protected-mode",
+            None,
+            "Serve clients from other machines even without --require-login (by default they get ERROR DENIED).",
+        ],
     ]
     optParameters = [
         [
@@ -167,6 +196,48 @@ class Options(usage.Options):
             "SAY messages a client may send at once before --say-rate applies.",
             whole_number("say-burst"),
         ],
+        [
+            "client-ca",
+            None,
+            None,
+            "PEM file of CAs: TLS listeners ask clients for a certificate and accept only those these CAs signed"
+            " (mutual TLS; optional for the client unless --require-client-cert).",
+        ],
+        [
+            "accounts",
+            None,
+            None,
+            f"SQLite file of accounts (REGISTER, LOGIN, LOGOUT); turns accounts on. With --require-login or"
+            f" --allow-register alone: {DEFAULT_ACCOUNTS} in the working folder.",
+        ],
+        [
+            "bcrypt-rounds",
+            None,
+            Settings.bcrypt_rounds,
+            "bcrypt cost of new password hashes (4-31).",
+            whole_number("bcrypt-rounds", low=4, high=31),
+        ],
+        [
+            "login-failures",
+            None,
+            Settings.login_failures,
+            "Failed LOGINs per user name within --login-window before ERROR RATE_LIMITED.",
+            whole_number("login-failures"),
+        ],
+        [
+            "peer-login-failures",
+            None,
+            Settings.peer_login_failures,
+            "Failed LOGINs (and REGISTERs) per client address within --login-window before ERROR RATE_LIMITED.",
+            whole_number("peer-login-failures"),
+        ],
+        [
+            "login-window",
+            None,
+            Settings.login_window,
+            "Seconds over which failed LOGINs are counted.",
+            seconds("login-window"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -236,6 +307,11 @@ class Options(usage.Options):
 
     opt_p = opt_port
 
+    def opt_auth(self, description: str) -> None:
+        """Check passwords with a twisted.cred checker instead of --accounts, e.g. file:/etc/tinytcp/passwd
+        (user:password lines); no REGISTER then. --help-auth lists the checkers."""
+        strcred.AuthOptionMixin.opt_auth(self, description)
+
     def opt_binary_port(self, port: str) -> None:
         """Binary clients, as --port; 'none' turns binary mode off [default: 40001]"""
         self["binary-port"].append(port)
@@ -260,6 +336,7 @@ class Options(usage.Options):
             if len(self["binary-port"]) > 1:
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
+        self.check_security_options()
         logs.install(getattr(self, "parent", None), self["log-format"])
         use_tinytcp_reactor()
         from twisted.internet import reactor
@@ -293,6 +370,22 @@ class Options(usage.Options):
             print(f"{PROG}: the configuration is valid{checked}")
             raise SystemExit(0)
 
+    def check_security_options(self) -> None:
+        """Accounts from one source, and a --client-ca file that holds certificates."""
+        if self["accounts"] and self.get("credCheckers"):
+            raise usage.UsageError("--auth checks passwords instead of --accounts: give one of them")
+        if self["require-client-cert"] and not self["client-ca"]:
+            raise usage.UsageError("--require-client-cert needs --client-ca")
+        if self["client-ca"]:
+            try:
+                from tinytcp.server.tls import ClientCertificates
+
+                ClientCertificates(self["client-ca"], bool(self["require-client-cert"]))
+            except ImportError:
+                raise usage.UsageError("--client-ca needs pyOpenSSL: pip install 'tinytcp[tls]'") from None
+            except (OSError, ValueError) as problem:
+                raise usage.UsageError(f"--client-ca {self['client-ca']}: {problem}") from None
+
 
 def use_tinytcp_reactor() -> None:
     """Install tinytcp's epoll reactor (tinytcp/reactor.py) unless a reactor is already chosen.
@@ -312,6 +405,9 @@ def use_tinytcp_reactor() -> None:
 
 def settings_from(options: Options | dict[str, Any]) -> Settings:
     """The Settings a parsed command line asks for."""
+    accounts = options["accounts"]
+    if accounts is None and not options.get("credCheckers") and (options["require-login"] or options["allow-register"]):
+        accounts = DEFAULT_ACCOUNTS
     return Settings(
         banner=options["banner"],
         max_line=options["max-line"],
@@ -323,6 +419,17 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         say_rate=options["say-rate"],
         say_burst=options["say-burst"],
         verbose=bool(options["verbose"]),
+        client_ca=options["client-ca"],
+        require_client_cert=bool(options["require-client-cert"]),
+        accounts=accounts,
+        require_login=bool(options["require-login"]),
+        allow_register=bool(options["allow-register"]) or not options["require-login"],
+        allow_plaintext_login=bool(options["allow-plaintext-login"]),
+        protected_mode=not options["no-protected-mode"],
+        bcrypt_rounds=options["bcrypt-rounds"],
+        login_failures=options["login-failures"],
+        peer_login_failures=options["peer-login-failures"],
+        login_window=options["login-window"],
     )
 
 
@@ -339,6 +446,7 @@ def makeService(options: Options) -> IService:
             options["port"],
             options["binary-port"],
             metrics_port=options["metrics-port"],
+            checkers=options.get("credCheckers"),
             web_ports=options["web-port"],
             web_origins=options["web-origin"],
         )

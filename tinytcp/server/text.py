@@ -17,6 +17,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
@@ -106,7 +107,7 @@ class TextProtocol(Connection):
             if not parts:
                 continue  # a blank line gets no reply
             if verbose:
-                log.info("{peer} -> {line!r}", peer=self.peer, line=line.rstrip(b"\r"))
+                log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
             session.requests += 1
             command = by_name.get(parts[0])
             if command is None:
