@@ -6,9 +6,11 @@ import re
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import INegotiated
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from tests.helpers import connect, make_server
 from tests.wsclient import BINARY, CLOSE, PING, PONG, TEXT, client_frame, close_code, frame_header, parse_frames
@@ -348,3 +350,20 @@ class GuardTests(SynchronousTestCase):
     def test_offset_of_the_breaking_header(self) -> None:
         first = client_frame(TEXT, b"ok")
         self.assertEqual(MessageSizeGuard(10).feed(first + frame_header(BINARY, 11)), len(first))
+
+
+class SecureBridgeTests(SynchronousTestCase):
+    """Over wss the page's credentials are encrypted: the text protocol's session says TLS."""
+
+    def session_tls(self, secure: bool) -> bool:
+        server = make_server()
+        browser = Browser(server)
+        if secure:
+            directlyProvides(browser.transport, INegotiated)
+        self.assertIn("101", browser.open(origin=f"{'https' if secure else 'http'}://{HOST}"))
+        (connection,) = server.connections
+        return connection.session.tls
+
+    def test_wss_is_tls_and_ws_is_not(self) -> None:
+        self.assertTrue(self.session_tls(secure=True))
+        self.assertFalse(self.session_tls(secure=False))

@@ -64,7 +64,8 @@ class Registration:
         it is served."""
         self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
         self.session.address = self.transport.getPeer()
-        self.session.tls = INegotiated.providedBy(self.transport)
+        # a WebSocket bridge over wss says so itself (tinytcp/server/websocket.py)
+        self.session.tls = INegotiated.providedBy(self.transport) or getattr(self.transport, "secure", False)
         self.peer = describe_peer(self.session.address)
         self.opened = time.monotonic()
         server = self.server

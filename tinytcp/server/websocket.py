@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.interfaces import IConsumer, INegotiated, IPushProducer, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -51,6 +51,9 @@ class LineTransport:
         #: Twisted's WebSocket wire protocol: sendTextMessage, loseConnection(code) and .transport
         self.websocket = websocket
         self.tcp = websocket.transport
+        #: the page came over https (wss): credentials do not cross the network in clear. The
+        #: bridge does not provide INegotiated itself, since its TLS handshake is long done
+        self.secure = INegotiated.providedBy(self.tcp)
         self.server = server
         self.closed = False
         #: the start of a line not yet ended by CRLF (the text protocol writes whole lines)
