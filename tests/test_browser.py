@@ -120,6 +120,48 @@ class BrowserTests(SynchronousTestCase):
         font = driver.execute_script("return getComputedStyle(document.getElementById('nick')).fontSize")
         self.assertEqual(font, "16px")  # below 16px, phones zoom into the box when it gets the focus
 
+    def accounts_server(self) -> str:
+        """A server with accounts (and fast hashing, for the test); the page's address."""
+        server = RunningServer("--web-port", "0", "--allow-register", "--bcrypt-rounds", "4")
+        self.addCleanup(server.stop)
+        self.server = server
+        return f"http://127.0.0.1:{server.ports_of('web', 1)[0]}/"
+
+    def test_log_in_to_an_account_and_chat_under_its_name(self) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        url = self.accounts_server()
+        with self.server.connect() as sock:
+            read_lines(sock, 1)
+            sock.sendall(b"REGISTER ann s3cret-pw\nLOGOUT\n")
+            self.assertEqual(read_lines(sock, 2), [b"REGISTER ann", b"LOGOUT"])
+        driver = self.driver
+        driver.get(url)
+        wait_for(driver, lambda d: d.find_element("id", "login").is_displayed(), what="the login form")
+        driver.find_element("id", "user").send_keys("ann")
+        driver.find_element("id", "password").send_keys("wrong-pw" + Keys.ENTER)
+        wait_for(driver, lambda d: "Wrong user name or password" in text_of(d, "login-error"), what="AUTH_FAILED")
+        self.assertEqual(driver.find_element("id", "password").get_attribute("value"), "")
+        driver.find_element("id", "password").send_keys("s3cret-pw" + Keys.ENTER)
+        wait_for(driver, lambda d: text_of(d, "join-title") == "You are ann", what="LOGIN ann")
+        self.assertFalse(driver.find_element("id", "login").is_displayed())
+        with self.server.connect() as bob:
+            read_lines(bob, 1)
+            typing(driver, "hello from an account" + Keys.ENTER)
+            self.assertEqual(read_lines(bob, 1), [b"MSG ann hello from an account"])
+        self.assertNotIn("s3cret-pw", self.server.log)
+
+    def test_the_console_hides_passwords(self) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        driver = self.driver
+        driver.get(self.accounts_server())
+        wait_for(driver, lambda d: "Connected" in text_of(d, "connection"), what="WELCOME")
+        driver.find_element("id", "command").send_keys("LOGIN nobody not-a-password" + Keys.ENTER)
+        wait_for(driver, lambda d: "ERROR AUTH_FAILED" in text_of(d, "console-log"), what="the console's reply")
+        self.assertIn("> LOGIN nobody ***", text_of(driver, "console-log"))
+        self.assertNotIn("not-a-password", text_of(driver, "console-log"))
+
     def test_status_comes_from_info(self) -> None:
         driver = self.driver
         driver.get(self.url)

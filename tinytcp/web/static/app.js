@@ -14,6 +14,7 @@
   let refusal = null;
   let nick = null;
   let hasInfo = false;
+  let loggedIn = false;
   let statusTimer = null;
   let statusInFlight = false;
   const history = [];
@@ -124,6 +125,7 @@
         if (nick) request("NICK " + nick, joined);
         request("HELP", (reply) => {
           hasInfo = helpHasInfo(reply);
+          $("login").hidden = !(reply.startsWith("HELP ") && reply.split(" ").includes("LOGIN")) || loggedIn;
           refreshStatus();
         });
         statusTimer = setInterval(refreshStatus, STATUS_EVERY_MS);
@@ -167,6 +169,26 @@
     enable(["nick", "join-button", "message", "say-button", "command", "command-button"], false);
     $("reconnect").hidden = false;
     $("reconnect").focus();
+  }
+
+  // what the server answers LOGIN with, as a person reads it
+  const LOGIN_ERRORS = {
+    "ERROR AUTH_FAILED": "Wrong user name or password.",
+    "ERROR RATE_LIMITED": "Too many failed attempts; wait a few minutes.",
+    "ERROR TLS_REQUIRED": "Passwords are only sent over https: open this page with https://.",
+    "ERROR NICK_TAKEN": "That account is logged in elsewhere.",
+  };
+
+  function loginAnswered(reply) {
+    if (reply.startsWith("LOGIN ")) {
+      loggedIn = true;
+      $("login").hidden = true;
+      $("join").hidden = true;
+      $("login-error").textContent = "";
+      joined("NICK " + reply.slice(6));
+    } else {
+      $("login-error").textContent = LOGIN_ERRORS[reply] || reply;
+    }
   }
 
   function joined(reply) {
@@ -245,6 +267,18 @@
     if (name) request("NICK " + name, joined);
   });
 
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const user = $("user").value.trim();
+    const password = $("password").value;
+    if (!user || !password || /\s/.test(password)) {
+      $("login-error").textContent = "A user name and a password without blanks.";
+      return;
+    }
+    $("password").value = "";
+    request("LOGIN " + user + " " + password, loginAnswered);
+  });
+
   $("say").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("message").value;
@@ -263,10 +297,13 @@
     const sent = request(line, (reply) => {
       consoleLine(reply, reply.startsWith("ERROR") ? "error" : null);
       if (/^nick\s/i.test(line)) joined(reply);
+      if (/^(login|register)\s/i.test(line)) loginAnswered(reply.replace(/^REGISTER /, "LOGIN "));
     });
     if (!sent) return;
-    consoleLine("> " + line, "request");
-    history.push(line);
+    // a password is neither shown nor kept in the history
+    const shown = line.replace(/^((?:login|register)\s+\S+\s+).*$/i, "$1***");
+    consoleLine("> " + shown, "request");
+    history.push(shown);
     historyAt = history.length;
     $("command").value = "";
   });
