@@ -175,7 +175,7 @@
   const LOGIN_ERRORS = {
     "ERROR AUTH_FAILED": "Wrong user name or password.",
     "ERROR RATE_LIMITED": "Too many failed attempts; wait a few minutes.",
-    "ERROR TLS_REQUIRED": "Passwords are only sent over https: open this page with https://.",
+    "ERROR TLS_REQUIRED": "Passwords are only sent over https: open this page over https.",
     "ERROR NICK_TAKEN": "That account is logged in elsewhere.",
   };
 
