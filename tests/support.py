@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-LISTENING = re.compile(r"(text|binary|web) mode listening on (?:tcp|ssl):127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"(text|binary|web) mode listening on (?:tcp|ssl):(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)")
 
 
 def twistd_path() -> str:
@@ -31,11 +31,16 @@ class RunningServer:
     """``twistd -n tinytcp`` listening on ephemeral loopback ports; stop() it when done."""
 
     def __init__(
-        self, *args: str, binary: bool = True, timeout: float = 30.0, twistd_args: tuple[str, ...] = ()
+        self,
+        *args: str,
+        binary: bool = True,
+        timeout: float = 30.0,
+        twistd_args: tuple[str, ...] = (),
+        port: str = "0",
     ) -> None:
         self.workdir = tempfile.mkdtemp(prefix="tinytcp-e2e-")
         # bare numbers: loopback only, with tinytcp's accept backlog; 0 picks a free port
-        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", *twistd_args, "tinytcp", "--port", "0"]
+        command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", *twistd_args, "tinytcp", "--port", port]
         command += ["--binary-port", "0" if binary else "none"]
         command += list(args)
         self.process = subprocess.Popen(
