@@ -50,9 +50,8 @@ class RemotePeerTests(SynchronousTestCase):
         self.assertEqual(got["loopback"][1:], ["ECHO hi"])
 
     def test_credentials_in_clear_from_elsewhere_are_refused(self) -> None:
-        got = from_elsewhere(
-            ["--no-protected-mode", "--allow-register", "--bcrypt-rounds", "4"], ["REGISTER ann correct-horse-1", "ECHO after"]
-        )
+        options = ["--no-protected-mode", "--allow-register", "--bcrypt-rounds", "4"]
+        got = from_elsewhere(options, ["REGISTER ann correct-horse-1", "ECHO after"])
         self.assertEqual(got["remote"][1:], ["ERROR TLS_REQUIRED", "ECHO after"])
         self.assertEqual(got["loopback"][1:], ["REGISTER ann", "ECHO after"])
 

@@ -199,3 +199,22 @@ class FrameSplitterTests(SynchronousTestCase):
         self.assertEqual(list(splitter.frames(encode_frame(1, b"ok") + b"\x05\x00\x00\x00\x0bxx")), [(1, b"ok")])
         self.assertEqual(splitter.too_large, (5, 11))
         self.assertEqual(splitter.have, 0)
+
+
+#: whole sequences and stray bytes, so that reads are mostly made of complete IAC sequences
+TELNET_PIECES = [
+    b"\xff", b"\xff\xff", b"\xff\xf1", b"\xff\xf4", b"\xff\xf0", b"\xff\x61", b"\xff\xfb\x01", b"\xff\xfd\x03",
+    b"\xff\xfd\x06", b"\xff\xfc\x05", b"\xff\xfe\xff", b"\xff\xfb", b"\xff\xfd", b"\xff\xfa\x18\x00x\xff\xf0",
+    b"a", b"\xfb", b"\xfd", b"\x06", b"\xf0",
+    *(b"\xff\xfb" + bytes([option]) for option in range(2, 12)),
+]  # fmt: skip
+
+
+class TelnetKindByKindTests(SynchronousTestCase):
+    """The bytes.replace path (reads without subnegotiation or option-byte IAC) against the oracle."""
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.lists(st.sampled_from(TELNET_PIECES), max_size=24), st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5]))
+    def test_reads_made_of_sequences(self, pieces: list[bytes], state: int) -> None:
+        data = b"".join(pieces)
+        self.assertEqual(strip_telnet(data, state), reference_strip_telnet(data, state))

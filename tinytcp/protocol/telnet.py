@@ -61,6 +61,9 @@ _RESUME = {
 _MARK = b"\xff\xfd\x06"
 #: the two-byte commands telnet sends on its own (SE, NOP, DM, BRK, IP, AO, AYT, EC, EL, GA)
 _COMMANDS = tuple(bytes((IAC, command)) for command in range(0xF0, 0xFA))
+#: kinds of three-byte negotiation (IAC WILL 1, IAC DO 3...) removed one by one before a read
+#: takes the general way: telnet negotiates a handful of options
+_KINDS = 8
 
 
 def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
@@ -70,19 +73,42 @@ def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
     IAC IAC (an escaped 0xFF data byte) is dropped too: 0xFF never occurs in UTF-8 text.
     """
     if state != DATA:
-        data = _RESUME[state] + data
+        finished = _finish(data, state)
+        if finished is None:
+            data = _RESUME[state] + data
+        else:  # the read completes the sequence the last one ended in: go on from there
+            rest, marks = finished
+            out, state, more = strip_telnet(rest)
+            return out, state, marks + more
     elif b"\xff" not in data:
         return data, DATA, 0
-    elif b"\xff\xff" not in data:
-        # IAC NOP, IAC IP and their kind between single data bytes cost the regex one match
-        # each; bytes.replace drops each kind in one C pass instead.  Without IAC IAC, no
-        # removal can make a new IAC, so an IAC left means another sequence (IAC WILL, SB, a
-        # tail): then the general way, from the start
-        stripped = data
+    elif b"\xff\xfa" not in data and not _OPTION_IAC.search(data):
+        # No subnegotiation, and no IAC as an option byte: every IAC starts a sequence, so the
+        # commonest traffic can go kind by kind with bytes.replace, in C, where the regexes
+        # would pay one match per sequence (a client that puts a sequence after every byte).
+        # IAC IAC pairs go first, left to right as telnet reads them (no pair is left after),
+        # then the two-byte commands, then each distinct three-byte negotiation; no removal
+        # can make a new IAC, so the first IAC left is a sequence's start, and if it is cut by
+        # the end of the read, its state is carried.  Anything else (an IAC before another
+        # byte, many kinds of negotiation) takes the general way, from the start.
+        stripped = data.replace(b"\xff\xff", b"")
         for command in _COMMANDS:
             stripped = stripped.replace(command, b"")
-        if b"\xff" not in stripped:
-            return stripped, DATA, 0
+        marks = 0
+        for _ in range(_KINDS):
+            at = stripped.find(b"\xff")
+            if at < 0:
+                return stripped, DATA, marks
+            sequence = stripped[at : at + 3]
+            if len(sequence) == 1:  # the read ends after IAC
+                return stripped[:at], COMMAND, marks
+            if not WILL <= sequence[1] <= DONT:
+                break
+            if len(sequence) == 2:  # the read ends after IAC WILL/WONT/DO/DONT
+                return stripped[:at], DO_OPTION if sequence[1] == DO else OPTION, marks
+            if sequence == _MARK:
+                marks = stripped.count(_MARK)
+            stripped = stripped.replace(sequence, b"")
     parts = _STRIP.split(data)  # [data, tail-or-None, data, tail-or-None, ..., data]
     tail = parts[-2]
     out = b"".join(parts[::2])
@@ -93,6 +119,25 @@ def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
     if tail is None:
         return out, DATA, marks
     return out, _state_after(tail), marks
+
+
+def _finish(data: bytes, state: int) -> tuple[bytes, int] | None:
+    """The rest of ``data`` after the end of the short sequence the last read ended in, and the
+    DO TIMING-MARK it made (0 or 1); None for a subnegotiation or a read too short to end it."""
+    if not data or state in (SUBNEGOTIATION, SUBNEGOTIATION_IAC):
+        return None
+    if state == OPTION:
+        return data[1:], 0
+    if state == DO_OPTION:
+        return data[1:], int(data[0] == TIMING_MARK)
+    command = data[0]  # state == COMMAND: after IAC
+    if command == SB:
+        return None
+    if WILL <= command <= DONT:
+        if len(data) < 2:
+            return None
+        return data[2:], int(command == DO and data[1] == TIMING_MARK)
+    return data[1:], 0  # a two-byte command, or IAC IAC (an escaped 0xFF, dropped)
 
 
 def _state_after(tail: bytes) -> int:
