@@ -69,8 +69,9 @@ class TextProtocol(Connection):
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
             return
-        # the idle clock: only a timestamp (moving the timer on every read would cost more
-        # than the rest of a one-request read; timeoutConnection moves it when it fires)
+        # the same first lines in both protocols, inline: one call more per read costs a tenth
+        # of a one-request read. The idle clock is only a timestamp (moving the timer on every
+        # read would cost more than the rest of such a read; timeoutConnection moves it)
         self._active = True
         self.last_active = self._now()
         if self.backlog is not None or self.writes_paused or self.waiting:
