@@ -488,18 +488,3 @@ class HostileClientTests(SynchronousTestCase):
         server.wait_for_log(r"more errors not logged")
         grown = len(server.log) - logged
         self.assertLess(grown, 2048, server.log[logged:])
-
-    def test_sighup_stops_cleanly_like_sigterm(self) -> None:
-        server = RunningServer()
-        text = server.connect()
-        binary = server.connect("binary")
-        self.addCleanup(text.close)
-        self.addCleanup(binary.close)
-        read_lines(text, 1)
-        server.process.send_signal(signal.SIGHUP)
-        self.assertEqual(read_until_closed(text), b"BYE\r\n")
-        self.assertEqual(read_until_closed(binary), encode_frame(3, b"BYE"))
-        self.assertEqual(server.process.wait(10), 0)
-        server.stop()
-        self.assertIn("SIGHUP: stopping cleanly", server.log)
-        self.assertNotIn("Traceback", server.log)

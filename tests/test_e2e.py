@@ -127,7 +127,8 @@ class ReactorChoiceTests(SynchronousTestCase):
 
 
 class ShutdownTests(SynchronousTestCase):
-    def check_clean_stop(self, sig: int) -> None:
+    def check_clean_stop(self, sig: int, statuses: tuple[int, ...] | None = None) -> RunningServer:
+        """Answered, BYE to both modes, no traceback; exit status 0 or by the signal (twistd re-raises it)."""
         server = RunningServer()
         text = server.connect()
         binary = server.connect("binary")
@@ -140,9 +141,14 @@ class ShutdownTests(SynchronousTestCase):
         status = server.stop(sig)
         self.assertEqual(read_until_closed(text), b"BYE\r\n")
         self.assertEqual(read_until_closed(binary), b"\x03\x00\x00\x00\x03BYE")
-        self.assertIn(status, (0, -sig))
+        self.assertIn(status, statuses or (0, -sig))
         self.assertNotIn("Traceback", server.log)
         self.assertIn("Server Shut Down.", server.log)
+        return server
+
+    def test_sighup_stops_cleanly_like_sigterm_with_status_0(self) -> None:
+        server = self.check_clean_stop(signal.SIGHUP, statuses=(0,))
+        self.assertIn("SIGHUP: stopping cleanly", server.log)
 
     def test_sigterm(self) -> None:
         self.check_clean_stop(signal.SIGTERM)
