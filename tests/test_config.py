@@ -109,10 +109,10 @@ class ConfigTests(SynchronousTestCase):
     def test_the_shipped_example_holds_every_option_with_its_default(self) -> None:
         settings = config.load(EXAMPLE, Options().file_parsers(), frozenset({"port", "binary-port"}))
         # off by default, so shown as comments: metrics, the web page, and the options whose
-        # default is "not set" (accounts, client-ca)
+        # default is "not set" (accounts, client-ca, redis)
         self.assertEqual(
             set(settings),
-            set(Options().file_parsers()) - {"metrics-port", "web-port", "web-origin", "accounts", "client-ca"},
+            set(Options().file_parsers()) - {"metrics-port", "web-port", "web-origin", "accounts", "client-ca", "redis"},
         )
         defaults = Options()
         for key, setting in settings.items():

@@ -239,15 +239,28 @@ class Accounts:
 
         return checking.addCallbacks(succeeded, failed)
 
-    def _logged_in(self, core: Core, session: Session, name: bytes, code: int) -> Reply:
-        """Chat as ``name`` from now on, unless another connection is logged in as it."""
-        holder = core.room.holder(name)
-        if (holder is not None and holder is not session) or core.room.reserved(name):
-            return error(errors.NICK_TAKEN)  # logged in elsewhere; or a guest name from an --auth checker
-        session.user = name
-        if session in core.room.members:  # not closed while the password was checked
-            core.room.rename(session, name)
-        return Reply(code, name)
+    def _logged_in(self, core: Core, session: Session, name: bytes, code: int) -> Any:
+        """Chat as ``name`` from now on, unless another connection is logged in as it.
+
+        The room decides (room-wide when chat is shared through Redis), so the answer may
+        come later, as a Deferred.
+        """
+        if core.room.reserved(name):
+            return error(errors.NICK_TAKEN)  # a guest name from an --auth checker
+        if session not in core.room.members:  # closed while the password was checked
+            session.user = name
+            return Reply(code, name)
+
+        def taken(answer: Any) -> Reply:
+            if isinstance(answer, Reply):
+                return answer  # NICK_TAKEN: logged in elsewhere
+            session.user = name
+            return Reply(code, name)
+
+        answer = core.room.take(session, name)
+        if isinstance(answer, defer.Deferred):
+            return answer.addCallback(taken)
+        return taken(answer)
 
     def _logout(self, core: Core, session: Session, argument: bytes | None) -> Reply:
         if argument:

@@ -133,6 +133,9 @@ def collect(server: Server) -> dict[str, dict[str, Value]]:
         "nicks": len(room.nicks),
         "guests": len(room.members) - len(room.nicks),
     }
+    shared = getattr(room, "status", None)  # tinytcp/cluster/room.py: the room spans nodes
+    if shared is not None:
+        chat.update(shared())
     return {"server": server_section, "clients": clients, "stats": stats_section, "chat": chat}
 
 

@@ -17,7 +17,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from tinytcp.protocol.reply import Code, Reply
+from tinytcp.protocol import errors
+from tinytcp.protocol.reply import Code, Reply, error
 
 NICK = re.compile(rb"[A-Za-z0-9_-]{1,32}\Z")
 GUEST = re.compile(rb"guest[0-9]+\Z", re.IGNORECASE)
@@ -83,9 +84,13 @@ class Room:
         member.say_tokens = tokens - 1
         return True
 
-    def join(self, member: Member) -> None:
+    def next_guest(self) -> int:
+        """The number of the next guest name, ``guest<N>``."""
         self._guests += 1
-        member.guest = self._guests
+        return self._guests
+
+    def join(self, member: Member) -> None:
+        member.guest = self.next_guest()
         member.say_tokens = self.burst
         member.say_stamp = self.seconds()
         self.members.add(member)
@@ -114,6 +119,18 @@ class Room:
     def holder(self, nick: bytes) -> Member | None:
         return self.nicks.get(nick.lower())
 
+    def take(self, member: Member, nick: bytes) -> Any:
+        """NICK and LOGIN: give ``member`` the (valid) ``nick`` unless another member holds it.
+
+        Answers the nick, or ERROR NICK_TAKEN; a room shared between processes
+        (tinytcp/cluster/room.py) answers with a Deferred, once the whole room has been asked.
+        """
+        holder = self.holder(nick)
+        if (holder is not None and holder is not member) or self.reserved(nick):
+            return error(errors.NICK_TAKEN)
+        self.rename(member, nick)
+        return nick
+
     def rename(self, member: Member, nick: bytes) -> None:
         """Give ``member`` the (valid, free) ``nick`` and tell the other chat users."""
         old = member.nick
@@ -135,13 +152,15 @@ class Room:
         member.nick = None
         self.announce(old + b" is now " + self.name(member))
 
-    def say(self, member: Member, text: bytes) -> int:
-        """Deliver ``MSG <name> <text>`` to every other member; how many got it."""
+    def say(self, member: Member, text: bytes) -> Any:
+        """Deliver ``MSG <name> <text>`` to every other member; how many got it (a shared room
+        answers SAY's whole reply, perhaps later)."""
         recipients = [other for other in self.members if other is not member]
         self.deliver(Reply(Code.MSG, self.name(member) + b" " + printable(text)), recipients)
         return len(recipients)
 
-    def who(self) -> bytes:
+    def who(self) -> Any:
+        """WHO's payload: the nicks, then ``+N`` guests (a shared room may answer later)."""
         names = sorted(self.nicks.values(), key=lambda m: (m.nick.lower(), m.nick))
         words = [m.nick for m in names]
         guests = len(self.members) - len(self.nicks)

@@ -144,14 +144,9 @@ def _quit(core: Core, session: Session, argument: bytes | None) -> Answer:
 
 
 def _nick(core: Core, session: Session, argument: bytes | None) -> Answer:
-    room = core.room
-    if argument is None or not room.valid(argument):
+    if argument is None or not core.room.valid(argument):
         return error(errors.BAD_ARGUMENTS)
-    holder = room.holder(argument)
-    if (holder is not None and holder is not session) or room.reserved(argument):
-        return error(errors.NICK_TAKEN)
-    room.rename(session, argument)
-    return argument
+    return core.room.take(session, argument)
 
 
 def _say(core: Core, session: Session, argument: bytes | None) -> Answer:
@@ -164,7 +159,8 @@ def _say(core: Core, session: Session, argument: bytes | None) -> Answer:
         return error(errors.BAD_ENCODING)
     if not core.room.may_say(session):
         return error(errors.RATE_LIMITED)
-    return b"%d" % core.room.say(session, argument)
+    said = core.room.say(session, argument)
+    return b"%d" % said if isinstance(said, int) else said
 
 
 def _who(core: Core, session: Session, argument: bytes | None) -> Answer:

@@ -22,6 +22,7 @@ NICK_RESERVED = "NICK_RESERVED"
 LOGGED_IN = "LOGGED_IN"
 TLS_REQUIRED = "TLS_REQUIRED"
 DENIED = "DENIED"
+CHAT_UNAVAILABLE = "CHAT_UNAVAILABLE"
 
 #: name -> when it is sent; docs/protocol.md carries the same table.
 ERRORS: dict[str, str] = {
@@ -45,5 +46,9 @@ ERRORS: dict[str, str] = {
     NICK_RESERVED: "NICK names a registered user name (ignoring case) that is not the client's own",
     LOGGED_IN: "NICK to another name, or REGISTER, while logged in (a logged-in user chats under the user name)",
     TLS_REQUIRED: "LOGIN or REGISTER over plain TCP from a non-loopback address",
+    CHAT_UNAVAILABLE: (
+        "--redis: NICK, SAY or WHO (or LOGIN's nick) while the shared chat room's Redis is unreachable;"
+        " other commands keep working, and chat comes back by itself once Redis does"
+    ),
     DENIED: "protected mode: a non-loopback client while login is not required; sent with a hint, then closes",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints, error, tcp
@@ -21,6 +21,9 @@ from tinytcp.server.binary import BinaryProtocol
 from tinytcp.server.state import Server, Settings
 from tinytcp.server.text import TextProtocol
 from tinytcp.server.transport import WriteThroughTransport
+
+if TYPE_CHECKING:
+    from tinytcp.cluster.room import SharedRoom
 
 log = Logger(namespace="tinytcp")
 
@@ -161,12 +164,16 @@ class TinyService(MultiService):
     #: only the twistd plugin sets it: tests that build the service keep their signals
     stop_on_hangup = False
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, shared_room: SharedRoom | None = None) -> None:
         super().__init__()
         self.server = server
+        #: the chat room shared through Redis (--redis), which connects on start
+        self.shared_room = shared_room
 
     def startService(self) -> None:
         MultiService.startService(self)
+        if self.shared_room is not None:
+            self.shared_room.start()
         if self.stop_on_hangup:
             signal.signal(signal.SIGHUP, self._hangup)
 
@@ -178,6 +185,10 @@ class TinyService(MultiService):
     def stopService(self) -> defer.Deferred[None]:
         stopped = defer.maybeDeferred(MultiService.stopService, self)
         stopped.addCallback(lambda _: self.server.shutdown())
+        room = self.shared_room
+        if room is not None:
+            # after the drain: the clients' goodbyes ("left") still go through Redis
+            stopped.addCallback(lambda _: room.stop())
         return stopped
 
     def listen(self) -> None:
@@ -206,12 +217,19 @@ def make_service(
     """
     if reactor is None:
         from twisted.internet import reactor
-    core = None
+    from tinytcp.protocol.core import Core
+
+    room = None
+    if settings.redis is not None:
+        from tinytcp.cluster.redis import parse_url
+        from tinytcp.cluster.room import SharedRoom
+
+        room = SharedRoom(parse_url(settings.redis), reactor, settings.redis_ttl)
+    core = Core(room=room)
     accounts_service = None
     if settings.accounts is not None or checkers:
         from tinytcp.auth.commands import Policy
         from tinytcp.auth.service import AccountsService, make_accounts
-        from tinytcp.protocol.core import Core
 
         policy = Policy(
             require_login=settings.require_login,
@@ -222,10 +240,10 @@ def make_service(
             window=settings.login_window,
         )
         accounts = make_accounts(policy, reactor)
-        core = Core(commands=accounts.commands())
+        core = Core(commands=accounts.commands(), room=room)
         accounts_service = AccountsService(accounts, settings.accounts, settings.bcrypt_rounds, checkers)
     server = Server(settings, core=core, reactor=reactor)
-    service = TinyService(server)
+    service = TinyService(server, room)
     if accounts_service is not None:
         accounts_service.setServiceParent(service)
     for ports, protocol, mode in ((text_ports, TextProtocol, "text"), (binary_ports or [], BinaryProtocol, "binary")):

@@ -80,6 +80,10 @@ class Settings:
     login_failures: int = 5
     peer_login_failures: int = 20
     login_window: float = 300.0
+    #: Redis URL of the chat room shared with other processes and machines (None: this process only)
+    redis: str | None = None
+    #: seconds a crashed node's nicks stay taken in the shared room
+    redis_ttl: float = 30.0
 
 
 def describe_peer(address: IAddress) -> str:

@@ -67,6 +67,27 @@ def require_whole_websocket_messages() -> None:
         )
 
 
+def redis_url(value: Any) -> str:
+    """A --redis value: a URL Redis can be reached at (tinytcp/cluster/redis.py)."""
+    from tinytcp.cluster.redis import parse_url
+
+    if not isinstance(value, str):
+        raise usage.UsageError(f"--redis: {value!r} is not a URL")
+    try:
+        parse_url(value)
+    except ValueError as problem:
+        raise usage.UsageError(f"--redis: {problem}") from None
+    return value
+
+
+def require_redis_client() -> None:
+    """--redis talks to Redis through txredisapi (the extra tinytcp[redis])."""
+    import importlib.util
+
+    if importlib.util.find_spec("txredisapi") is None:
+        raise usage.UsageError("--redis needs txredisapi: pip install 'tinytcp[redis]'")
+
+
 class Options(usage.Options, strcred.AuthOptionMixin):
     """twistd tinytcp [options]"""
 
@@ -238,6 +259,23 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "Seconds over which failed LOGINs are counted.",
             seconds("login-window"),
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Share one chat room (SAY, presence, WHO, nicks) with every tinytcp connected to this Redis:"
+            " redis://[[user]:password@]host[:port][/db], rediss://... (TLS, ?cafile=), unix:///path[?db=N];"
+            " needs pip install 'tinytcp[redis]'. Off by default: the room is this process's own.",
+            redis_url,
+        ],
+        [
+            "redis-ttl",
+            None,
+            Settings.redis_ttl,
+            "With --redis: seconds after which a node that stopped heartbeating (crashed) loses its nicks"
+            " (heartbeat every third of it; at least 3).",
+            seconds("redis-ttl"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -365,6 +403,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError(str(e)) from None
         if self["web-port"]:
             require_whole_websocket_messages()
+        if self["redis"] is not None:
+            require_redis_client()
+            if self["redis-ttl"] < 3:
+                raise usage.UsageError(f"--redis-ttl: {self['redis-ttl']:g} is below 3 seconds")
         if self["check-config"]:
             checked = f" ({self['config']})" if self["config"] else ""
             print(f"{PROG}: the configuration is valid{checked}")
@@ -430,6 +472,8 @@ def settings_from(options: Options | dict[str, Any]) -> Settings:
         login_failures=options["login-failures"],
         peer_login_failures=options["peer-login-failures"],
         login_window=options["login-window"],
+        redis=options["redis"],
+        redis_ttl=options["redis-ttl"],
     )
 
 
