@@ -26,13 +26,18 @@ def free_port() -> int:
 class RunningRedis:
     """redis-server on 127.0.0.1, no persistence; stop() and start() again on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, unix_socket: bool = False, tls: tuple[str, str] | None = None) -> None:
+        """``unix_socket``: also listen on ``self.socket_path``; ``tls``: (certificate, key) PEM
+        files for a TLS port, ``self.tls_port``, next to the plain one."""
         path = redis_server_path()
         if path is None:
             raise RuntimeError("redis-server not found: apt-get install redis-server")
         self.path = path
         self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="tinytcp-redis-")
+        self.socket_path = os.path.join(self.workdir, "redis.sock") if unix_socket else None
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -44,6 +49,12 @@ class RunningRedis:
         """Start (again) on this port and wait until it answers PING."""
         command = [self.path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", self.workdir, "--logfile", os.path.join(self.workdir, "redis.log")]
+        if self.socket_path:
+            command += ["--unixsocket", self.socket_path, "--unixsocketperm", "700"]
+        if self.tls:
+            certificate, key = self.tls
+            command += ["--tls-port", str(self.tls_port), "--tls-cert-file", certificate, "--tls-key-file", key]
+            command += ["--tls-auth-clients", "no"]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:

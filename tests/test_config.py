@@ -112,7 +112,8 @@ class ConfigTests(SynchronousTestCase):
         # default is "not set" (accounts, client-ca, redis)
         self.assertEqual(
             set(settings),
-            set(Options().file_parsers()) - {"metrics-port", "web-port", "web-origin", "accounts", "client-ca", "redis"},
+            set(Options().file_parsers())
+            - {"metrics-port", "web-port", "web-origin", "accounts", "client-ca", "redis"},
         )
         defaults = Options()
         for key, setting in settings.items():

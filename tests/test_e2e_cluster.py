@@ -13,6 +13,7 @@ import unittest
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.certs import make_pki
 from tests.redis_server import RunningRedis, free_port, redis_server_path
 from tests.support import RunningServer, start_twistd
 from tests.test_e2e import recv_frames
@@ -246,6 +247,38 @@ class SharedRoomTests(SynchronousTestCase):
         self.assertEqual(ask(staying, b"WHO"), b"WHO staying")
         self.assertEqual(self.redis.command("EXISTS", "tinytcp:nick:leaving"), b":0")
         self.assertEqual(self.redis.command("ZCARD", "tinytcp:nodes"), b":1")
+
+
+@unittest.skipIf(MISSING is not None, MISSING or "")
+class TransportsTests(SynchronousTestCase):
+    """Nodes reach one Redis over TCP, a unix socket and TLS, and share one room."""
+
+    def test_plain_unix_socket_and_tls_nodes_chat_together(self) -> None:
+        pki = make_pki()
+        redis = RunningRedis(unix_socket=True, tls=(pki.server_cert, pki.server_key))
+        self.addCleanup(redis.close)
+        urls = (
+            redis.url,
+            f"unix://{redis.socket_path}?db=0",
+            f"rediss://localhost:{redis.tls_port}/0?cafile={pki.ca}",
+        )
+        clients = []
+        for url in urls:
+            server = RunningServer("--redis", url, "--redis-ttl", TTL, binary=False)
+            self.addCleanup(server.stop)
+            server.wait_for_log("chat shared through Redis at " + re.escape(url.split("?")[0].split("/0")[0]))
+            client = Lines(server.connect())
+            self.addCleanup(client.close)
+            self.assertTrue(client.line().startswith(b"WELCOME"))
+            clients.append(client)
+        for number, client in enumerate(clients):
+            self.assertEqual(client.ask(b"NICK n%d" % number), b"NICK n%d" % number)
+        for number, client in enumerate(clients):
+            self.assertRegex(client.ask(b"SAY from %d" % number), rb"SAID \d+")
+            for other in clients:
+                if other is not client:
+                    other.wait_for(b"MSG n%d from %d" % (number, number))
+        self.assertEqual(eventually(lambda: clients[2].ask(b"WHO") == b"WHO n0 n1 n2"), True)
 
 
 @unittest.skipIf(MISSING is not None, MISSING or "")
