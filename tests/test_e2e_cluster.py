@@ -338,4 +338,3 @@ class StartupTests(SynchronousTestCase):
             self.assertEqual(ask(sock, b"WHO"), b"ERROR CHAT_UNAVAILABLE")
             self.assertRegex(ask(sock, b"INFO chat"), rb"redis:down")
         self.assertNotIn("Traceback", server.log)
-

@@ -88,7 +88,10 @@ def parse_url(url: str) -> RedisAddress:
     if not parts.hostname:
         raise ValueError(f"{url!r}: no host")
     return RedisAddress(
-        host=parts.hostname, port=port or DEFAULT_PORT, tls=scheme == "rediss", **common  # type: ignore[arg-type]
+        host=parts.hostname,
+        port=port or DEFAULT_PORT,
+        tls=scheme == "rediss",
+        **common,  # type: ignore[arg-type]
     )
 
 
