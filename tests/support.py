@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-LISTENING = re.compile(r"(text|binary|web) mode listening on (?:tcp|ssl):(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)")
+LISTENING = re.compile(r"(text|binary|web) mode listening on (?:tcp|ssl):(?:127\.\d+\.\d+\.\d+|0\.0\.0\.0):(\d+)")
 
 
 def twistd_path() -> str:
@@ -37,11 +37,12 @@ class RunningServer:
         timeout: float = 30.0,
         twistd_args: tuple[str, ...] = (),
         port: str = "0",
+        binary_port: str = "0",
     ) -> None:
         self.workdir = tempfile.mkdtemp(prefix="tinytcp-e2e-")
         # bare numbers: loopback only, with tinytcp's accept backlog; 0 picks a free port
         command = [twistd_path(), "-n", "--pidfile=", "--logfile=-", *twistd_args, "tinytcp", "--port", port]
-        command += ["--binary-port", "0" if binary else "none"]
+        command += ["--binary-port", binary_port if binary else "none"]
         command += list(args)
         self.process = subprocess.Popen(
             command, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -53,6 +53,16 @@ def endpoint_description(port: str) -> str:
     return port
 
 
+def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """The endpoint a (checked) description names; ``haproxy:`` ones connect tinytcp's protocol
+    only once the PROXY header has named the client (tinytcp/server/proxied.py)."""
+    if description.lower().startswith("haproxy:"):
+        from tinytcp.server.proxied import proxied_endpoint
+
+        return proxied_endpoint(reactor, description)  # type: ignore[no-any-return]
+    return endpoints.serverFromString(reactor, description)
+
+
 class ConnectionFactory(Factory):
     """Builds one protocol per connection, each handed the shared Server."""
 
@@ -249,7 +259,7 @@ def make_service(
     for ports, protocol, mode in ((text_ports, TextProtocol, "text"), (binary_ports or [], BinaryProtocol, "binary")):
         for port in ports:
             description = endpoint_description(port)
-            endpoint = endpoints.serverFromString(reactor, description)
+            endpoint = server_endpoint(reactor, description)
             listener = ListenService(endpoint, ConnectionFactory(server, protocol), mode, description, port)
             listener.setServiceParent(service)
     if web_ports:
@@ -259,14 +269,14 @@ def make_service(
         web = make_site(server, web_origins, reactor=reactor)
         for port in web_ports:
             description = endpoint_description(port)
-            endpoint = endpoints.serverFromString(reactor, description)
+            endpoint = server_endpoint(reactor, description)
             ListenService(endpoint, web, "web", description, port).setServiceParent(service)
     if metrics_port is not None:
         from tinytcp.ops import metrics
 
         metrics.require_prometheus_client()
         description = endpoint_description(metrics_port)
-        endpoint = endpoints.serverFromString(reactor, description)
+        endpoint = server_endpoint(reactor, description)
         site = metrics.metrics_site(server)
         ListenService(endpoint, site, "metrics", description, metrics_port).setServiceParent(service)
     return service
