@@ -60,13 +60,13 @@ class HeaderFirstTests(SynchronousTestCase):
     def test_no_header_is_aborted(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(b"ECHO hi, no header\n")
-        self.assertTrue(transport.aborted)
+        self.assertTrue(transport.disconnected)  # StringTransport.abortConnection sets it
         self.assertEqual(transport.value(), b"")
 
     def test_a_header_that_never_comes_is_aborted_after_the_timeout(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(V1[:10])
         self.clock.advance(HEADER_TIMEOUT - 0.1)
-        self.assertFalse(transport.aborted)
+        self.assertFalse(transport.disconnecting)
         self.clock.advance(0.2)
-        self.assertTrue(transport.aborted)
+        self.assertTrue(transport.disconnected)  # StringTransport.abortConnection sets it
