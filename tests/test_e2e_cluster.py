@@ -211,6 +211,20 @@ class SharedRoomTests(SynchronousTestCase):
         bob.wait_for(b"MSG ann back again")
         self.assertNotIn("Traceback", a.log + b.log)
 
+    def test_a_nick_another_node_holds_in_redis_is_dropped_here_with_a_notice(self) -> None:
+        # what a Redis restarted empty can lead to: another node granted the nick meanwhile
+        a = self.node()
+        ann, other = self.client(a), self.client(a)
+        self.assertEqual(ask(ann, b"NICK ann"), b"NICK ann")
+        self.assertEqual(ask(other, b"NICK other"), b"NICK other")
+        self.assertEqual(ann.line(), b"MSG * other joined")
+        self.assertEqual(self.redis.command("SET", "tinytcp:nick:ann", "some-other-node"), b"+OK")
+        line = ann.line()
+        self.assertRegex(line, rb"^MSG \* ann is now guest\d+$")
+        other.wait_for(line)
+        a.wait_for_log("nick ann is held on another node now; dropped here")
+        self.assertEqual(ask(ann, b"NICK ann"), b"ERROR NICK_TAKEN")
+
     def test_a_slow_consumer_is_cut_off_not_the_nodes_subscription(self) -> None:
         a = self.node()
         b = self.node("--max-frame", "1024", "--max-pending", "1")

@@ -346,7 +346,10 @@ class SharedRoom(Room):
                 member = self.nicks.get(lower)
                 if member is not None:
                     log.warn("chat: nick {nick} is held on another node now; dropped here", nick=lower.decode())
-                    Room.drop_nick(self, member)
+                    nick = member.nick
+                    Room.drop_nick(self, member)  # the others see the rename...
+                    notice = b"* " + nick + b" is now " + self.name(member)
+                    self.deliver(Reply(Code.MSG, notice), [member])  # ...and so does its holder
 
         def failed(failure: Any) -> None:
             log.info("Redis: heartbeat failed: {why}", why=failure.getErrorMessage())
