@@ -17,6 +17,7 @@ from tests.certs import make_pki
 from tests.redis_server import RunningRedis, free_port, redis_server_path
 from tests.support import RunningServer, start_twistd
 from tests.test_e2e import recv_frames
+from tinytcp.cluster.redis import REPLY_TIMEOUT
 from tinytcp.protocol.reply import Code
 from tinytcp.protocol.wire import encode_frame
 
@@ -210,6 +211,25 @@ class SharedRoomTests(SynchronousTestCase):
         self.assertRegex(ask(ann, b"SAY back again"), rb"SAID \d+")
         bob.wait_for(b"MSG ann back again")
         self.assertNotIn("Traceback", a.log + b.log)
+
+    def test_a_redis_that_stops_answering_costs_one_reply_timeout(self) -> None:
+        # SIGSTOP: the connections stay open and nothing answers, as in a network partition
+        a = self.node()
+        ann = self.client(a)
+        self.assertEqual(ask(ann, b"NICK ann"), b"NICK ann")
+        self.redis.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        self.addCleanup(lambda: self.redis.process and self.redis.process.send_signal(signal.SIGCONT))
+        started = time.monotonic()
+        self.assertEqual(ask(ann, b"SAY anyone?"), b"ERROR CHAT_UNAVAILABLE")
+        self.assertLess(time.monotonic() - started, REPLY_TIMEOUT + 3)
+        a.wait_for_log("is unreachable")
+        started = time.monotonic()
+        self.assertEqual(ask(ann, b"SAY anyone now?"), b"ERROR CHAT_UNAVAILABLE")
+        self.assertEqual(ask(ann, b"ECHO fine"), b"ECHO fine")
+        self.assertLess(time.monotonic() - started, 1)
+        self.redis.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        a.wait_for_log(r"chat shared through Redis at \S+ again", 20)
+        self.assertRegex(ask(ann, b"SAY back"), rb"SAID \d+")
 
     def test_a_nick_another_node_holds_in_redis_is_dropped_here_with_a_notice(self) -> None:
         # what a Redis restarted empty can lead to: another node granted the nick meanwhile
