@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -265,10 +266,13 @@ class SharedRoomTests(SynchronousTestCase):
         self.assertNotIn("unreachable", b.log)
         slow.close()
 
-    def test_info_says_the_room_is_shared(self) -> None:
-        a = self.node()
+    def test_info_and_metrics_say_the_room_is_shared(self) -> None:
+        a = self.node("--metrics-port", "0")
         sock = self.client(a)
         self.assertRegex(ask(sock, b"INFO chat"), rb"^INFO members:1 nicks:0 guests:1 redis:up room_others:\d+$")
+        port = a.wait_for_log(r"metrics \(Prometheus, GET /metrics\) listening on tcp:127\.0\.0\.1:(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            self.assertRegex(page.read().decode(), r"(?m)^tinytcp_redis_up 1\.0$")
 
     def test_stop_says_goodbye_to_the_room_and_leaves_nothing_in_redis(self) -> None:
         a, b = self.node(), self.node()

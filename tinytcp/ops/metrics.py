@@ -86,6 +86,15 @@ class StatusCollector:
         )
         yield GaugeMetricFamily("tinytcp_chat_members", "Clients in the chat room", chat["members"])
         yield GaugeMetricFamily("tinytcp_chat_nicks", "Chat members with a nick", chat["nicks"])
+        if "redis" in chat:  # --redis: the room is shared with other nodes
+            yield GaugeMetricFamily(
+                "tinytcp_redis_up", "1 while the shared chat room's Redis is reachable", int(chat["redis"] == "up")
+            )
+            yield GaugeMetricFamily(
+                "tinytcp_chat_room_others",
+                "Members on the other nodes of the room (last heartbeat)",
+                chat["room_others"],
+            )
 
 
 class MetricsPage(Resource):
