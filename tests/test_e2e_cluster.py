@@ -323,7 +323,7 @@ class TransportsTests(SynchronousTestCase):
 class SharedAccountsTests(SynchronousTestCase):
     """Logged-in user names are room-wide too: one login per user across the nodes."""
 
-    def test_a_user_logged_in_on_one_node_cannot_log_in_on_another(self) -> None:
+    def test_user_names_are_reserved_and_logged_in_once_room_wide(self) -> None:
         redis = RunningRedis()
         self.addCleanup(redis.close)
         folder = tempfile.mkdtemp(prefix="tinytcp-accounts-")
@@ -340,6 +340,8 @@ class SharedAccountsTests(SynchronousTestCase):
         on_a.line()  # WELCOME
         on_b.line()
         self.assertEqual(ask(on_a, b"REGISTER carol correct-horse"), b"REGISTER carol")
+        # node b's own list of user names was read before carol registered on node a
+        self.assertEqual(ask(on_b, b"NICK Carol"), b"ERROR NICK_RESERVED")
         self.assertEqual(ask(on_b, b"LOGIN carol correct-horse"), b"ERROR NICK_TAKEN")
         self.assertEqual(ask(on_a, b"LOGOUT"), b"LOGOUT")
         self.assertEqual(ask(on_b, b"LOGIN carol correct-horse"), b"LOGIN carol")

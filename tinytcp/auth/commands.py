@@ -257,7 +257,7 @@ class Accounts:
             session.user = name
             return Reply(code, name)
 
-        answer = core.room.take(session, name)
+        answer = core.room.take(session, name, user=True)
         if isinstance(answer, defer.Deferred):
             return answer.addCallback(taken)
         return taken(answer)

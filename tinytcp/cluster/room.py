@@ -11,7 +11,8 @@ and shares three things through Redis:
   node whose member has it, set with one Lua script (atomic), so two nodes can never both
   grant it.  Each key expires after ``ttl`` seconds unless its node's heartbeat (every
   ``ttl / 3`` seconds) renews it: the nicks of a node that crashed are free again within
-  ``ttl`` seconds.
+  ``ttl`` seconds.  User names that LOGIN or REGISTER on any node join the set
+  ``tinytcp:users``, which NICK may not take on any node.
 - **who is here**: each node keeps the hash ``tinytcp:node:<id>`` (its nicks, its guest and
   member counts, same expiry) and its id in the sorted set ``tinytcp:nodes`` (scored by
   when it expires), which WHO reads in one script.
@@ -45,9 +46,15 @@ DEFAULT_TTL = 30.0
 #: guest numbers a node takes from Redis at a time
 GUEST_BLOCK = 1000
 
-#: claim a nick for this node's member (giving up its old one): 1, or 0 if another node has it
+#: claim a nick for this node's member (giving up its old one): 1, 0 if another node has it,
+#: -1 if it is a registered user name and the member is not logging in as that user
 CLAIM = b"""
-local node, ttl, new, nick, old = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local node, ttl, new, nick, old, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if user == '1' then
+  redis.call('SADD', 'tinytcp:users', new)
+elseif redis.call('SISMEMBER', 'tinytcp:users', new) == 1 then
+  return -1
+end
 local key = 'tinytcp:nick:' .. new
 local owner = redis.call('GET', key)
 if owner and owner ~= node then return 0 end
@@ -216,7 +223,7 @@ class SharedRoom(Room):
         self.link.run("INCRBY", "tinytcp:guests", GUEST_BLOCK).addCallbacks(got, failed)
 
     # nicks
-    def take(self, member: Member, nick: bytes) -> Any:
+    def take(self, member: Member, nick: bytes, user: bool = False) -> Any:
         holder = self.holder(nick)
         lower = nick.lower()
         if (holder is not None and holder is not member) or self.reserved(nick) or lower in self.claiming:
@@ -231,6 +238,8 @@ class SharedRoom(Room):
 
         def answered(granted: Any) -> Any:
             self.claiming.discard(lower)
+            if granted == -1:
+                return error(errors.NICK_RESERVED)
             if not granted:
                 return error(errors.NICK_TAKEN)
             if member not in self.members:  # left while Redis was asked
@@ -246,7 +255,7 @@ class SharedRoom(Room):
             log.info("Redis: NICK claim failed: {why}", why=failure.getErrorMessage())
             return unavailable()
 
-        asked = self.link.eval(CLAIM, self.node, self.ttl, lower, nick, old)
+        asked = self.link.eval(CLAIM, self.node, self.ttl, lower, nick, old, int(user))
         return asked.addCallbacks(answered, failed)
 
     def _release(self, lower: bytes) -> None:

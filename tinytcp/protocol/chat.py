@@ -119,11 +119,13 @@ class Room:
     def holder(self, nick: bytes) -> Member | None:
         return self.nicks.get(nick.lower())
 
-    def take(self, member: Member, nick: bytes) -> Any:
+    def take(self, member: Member, nick: bytes, user: bool = False) -> Any:
         """NICK and LOGIN: give ``member`` the (valid) ``nick`` unless another member holds it.
 
         Answers the nick, or ERROR NICK_TAKEN; a room shared between processes
-        (tinytcp/cluster/room.py) answers with a Deferred, once the whole room has been asked.
+        (tinytcp/cluster/room.py) answers with a Deferred, once the whole room has been asked,
+        and there ``user`` (a LOGIN or REGISTER) also marks the nick a registered user name,
+        which NICK may not take on any node (ERROR NICK_RESERVED).
         """
         holder = self.holder(nick)
         if (holder is not None and holder is not member) or self.reserved(nick):
