@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints, main
 from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -109,10 +109,13 @@ class ParentWatch:
     def __init__(self, reactor: Any, fd: int = 0) -> None:
         self.reactor = reactor
         self.fd = fd
+        self.stopping = False
 
     def start(self) -> None:
         os.set_blocking(self.fd, False)
         self.reactor.addReader(self)
+        # the reactor drops every reader as it stops: that is not the parent going away
+        self.reactor.addSystemEventTrigger("before", "shutdown", setattr, self, "stopping", True)
 
     def fileno(self) -> int:
         return self.fd
@@ -127,11 +130,13 @@ class ParentWatch:
             return None
         except OSError:
             data = b""
-        if not data:
-            self.reactor.removeReader(self)
-            log.warn("the supervisor is gone (stdin closed): stopping")
-            self.reactor.stop()
-        return None
+        return None if data else main.CONNECTION_DONE
 
     def connectionLost(self, reason: Failure) -> None:
-        """The reactor drops every reader when it stops; nothing else to do."""
+        """End of file (or a hang-up, which epoll reports without a read): the parent is gone."""
+        self.reactor.removeReader(self)
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warn("the supervisor is gone (stdin closed): stopping")
+        self.reactor.stop()
