@@ -167,6 +167,7 @@ SCENARIOS = {
 
 def rate(args: argparse.Namespace) -> None:
     results: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    busy: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     for _ in range(args.repeats):
         for workers in (1, 2):
             options = ["--workers", str(workers)] + (["--separate-rooms"] if workers > 1 else [])
@@ -181,13 +182,19 @@ def rate(args: argparse.Namespace) -> None:
                     if not result.get("ok"):
                         raise RuntimeError(f"{name}: {result}")
                     results[(name, workers)].append(result["req_per_s"])
+                    busy[(name, workers)].append(result["loadgen_cpu_busy"])
             finally:
                 server.stop()
-    print(f"{'scenario':<32} {'--workers 1':>12} {'--workers 2':>12} {'ratio':>6}")
+    print(f"{'scenario':<32} {'--workers 1':>12} {'--workers 2':>12} {'ratio':>6}  loadgen CPU (1 / 2)  range (1 / 2)")
     for name in SCENARIOS:
-        one = statistics.median(results[(name, 1)])
-        two = statistics.median(results[(name, 2)])
-        print(f"{name:<32} {one:>12,.0f} {two:>12,.0f} {two / one:>6.2f}")
+        one, two = results[(name, 1)], results[(name, 2)]
+        ratio = statistics.median(two) / statistics.median(one)
+        cpu = f"{statistics.median(busy[(name, 1)]):.0%} / {statistics.median(busy[(name, 2)]):.0%}"
+        spread = f"{min(one):,.0f}-{max(one):,.0f} / {min(two):,.0f}-{max(two):,.0f}"
+        print(
+            f"{name:<32} {statistics.median(one):>12,.0f} {statistics.median(two):>12,.0f} {ratio:>6.2f}"
+            f"  {cpu:<19}  {spread}"
+        )
 
 
 def main() -> None:

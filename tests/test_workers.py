@@ -111,6 +111,12 @@ class WorkersEndToEndTests(SynchronousTestCase):
         os.kill(old, signal.SIGKILL)
         died = rf"worker 1 \[{old}\] died \(signal 9 \(SIGKILL\)\) after [\d.]+ s; restarting it in 0\.5 s"
         server.wait_for_log(died)
+        # clients that arrive meanwhile (some queued on the dead worker's socket) are all served
+        waiting = [socket.create_connection(("127.0.0.1", server.text_port), timeout=10) for _ in range(20)]
+        for sock in waiting:
+            self.addCleanup(sock.close)
+            sock.settimeout(10)
+            self.assertTrue(read_lines(sock, 1)[0].startswith(b"WELCOME"))
         wait_until(lambda: worker_pids(server)[1] != old, what="worker 1 to restart")
         new = worker_pids(server)[1]
         held = one_client_per_worker(server.text_port)
@@ -308,6 +314,29 @@ class SupervisorTests(SynchronousTestCase):
         supervisor.stopping = True
         supervisor.ended(worker, Failure(ProcessDone(0)))
         self.assertEqual((clock.getDelayedCalls(), spawned), ([], []))
+
+    def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_and_margin(self) -> None:
+        supervisor, clock, _ = self.supervisor()
+        signals: list[str] = []
+
+        class Transport:
+            pid = 1234
+
+            def signalProcess(self, name: str) -> None:
+                signals.append(name)
+
+        worker = supervisor_module.WorkerProcess(supervisor, 1, clock.seconds())
+        worker.transport = Transport()  # type: ignore[assignment]
+        supervisor.workers[1] = worker
+        stopped = supervisor.stopService()
+        self.assertEqual(signals, ["TERM"])
+        clock.advance(1.0 + supervisor_module.KILL_MARGIN - 0.1)
+        self.assertEqual(signals, ["TERM"])
+        clock.advance(0.1)
+        self.assertEqual(signals, ["TERM", "KILL"])
+        self.assertNoResult(stopped)
+        supervisor.ended(worker, Failure(ProcessTerminated(signal=signal.SIGKILL)))
+        self.successResultOf(stopped)
 
     def test_worker_command_drops_workers_and_keeps_the_rest(self) -> None:
         self.assertEqual(
