@@ -126,6 +126,16 @@ class WorkersEndToEndTests(SynchronousTestCase):
         self.assertFalse(alive(old))
 
     def test_sigterm_drains_every_worker_and_leaves_no_process(self) -> None:
+        self.check_clean_stop(signal.SIGTERM, (0, -signal.SIGTERM))
+
+    def test_sigint_drains_every_worker_and_leaves_no_process(self) -> None:
+        self.check_clean_stop(signal.SIGINT, (0, -signal.SIGINT))
+
+    def test_sighup_drains_every_worker_with_status_0(self) -> None:
+        self.check_clean_stop(signal.SIGHUP, (0,))
+
+    def check_clean_stop(self, sig: int, statuses: tuple[int, ...]) -> None:
+        """Every request answered, BYE to every client of every worker, no worker left."""
         server = self.start()
         held = one_client_per_worker(server.text_port)
         binary = server.connect("binary")
@@ -137,11 +147,11 @@ class WorkersEndToEndTests(SynchronousTestCase):
         binary.sendall(encode_frame(1, b"before"))
         self.assertEqual(binary.recv(100), encode_frame(1, b"before"))
         pids = list(worker_pids(server).values())
-        status = server.stop(signal.SIGTERM)
+        status = server.stop(sig)
         for sock in held.values():
             self.assertEqual(read_until_closed(sock), b"BYE\r\n")
         self.assertEqual(read_until_closed(binary), b"\x03\x00\x00\x00\x03BYE")
-        self.assertIn(status, (0, -signal.SIGTERM))
+        self.assertIn(status, statuses)
         self.assertNotIn("Traceback", server.log)
         self.assertEqual(len(re.findall(r"worker \d \[\d+\] stopped \(signal 15 \(SIGTERM\)\)", server.log)), 2)
         self.assertIn("Server Shut Down.", server.log)

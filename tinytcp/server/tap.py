@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getopt
 import os
+import signal
 import sys
 from typing import Any
 
@@ -531,6 +532,9 @@ def makeService(options: Options) -> IService:
         service.server.worker = worker.index
         service.server.workers = worker.count
         ParentWatch(reactor).start()
+        # Ctrl+C reaches the whole process group; the supervisor stops its workers itself,
+        # so a worker does not also stop on its own (and look like a crash to restart)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return service
 
 
