@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -17,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.certs import make_pki
 from tests.support import RunningServer, read_lines, read_until_closed, start_twistd, twistd_path
 from tests.test_systemd import connect as connect_activated
 from tests.test_systemd import free_port
@@ -168,8 +170,6 @@ class WorkersEndToEndTests(SynchronousTestCase):
         wait_until(lambda: not any(alive(pid) for pid in pids), what="the workers to exit")
 
     def test_tls_and_unix_listeners_are_served_by_the_workers(self) -> None:
-        import ssl
-
         import twisted.test
 
         pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
@@ -182,15 +182,7 @@ class WorkersEndToEndTests(SynchronousTestCase):
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        workers = set()
-        for _ in range(100):
-            raw = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
-            with context.wrap_socket(raw, server_hostname="localhost") as sock:
-                self.assertTrue(read_lines(sock, 1)[0].startswith(b"WELCOME"))
-                workers.add(info(sock)["worker"])
-            if len(workers) == 2:
-                break
-        self.assertEqual(workers, {"1", "2"})
+        self.assertEqual(self.tls_workers(tls_port, context), {"1", "2"})
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(path)
@@ -198,6 +190,48 @@ class WorkersEndToEndTests(SynchronousTestCase):
             self.assertEqual(info(sock)["workers"], "2")
         server.stop()
         self.assertFalse(os.path.exists(path))
+
+    def tls_workers(self, port: int, context: ssl.SSLContext, limit: int = 100) -> set[str]:
+        """Connect over TLS until both workers have answered INFO; the workers seen."""
+        workers = set()
+        for _ in range(limit):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                self.assertTrue(read_lines(sock, 1)[0].startswith(b"WELCOME"))
+                workers.add(info(sock)["worker"])
+            if len(workers) == 2:
+                break
+        return workers
+
+    def test_mutual_tls_on_ssl_and_a_tls_folder_of_certificates(self) -> None:
+        pki = make_pki()
+        self.addCleanup(shutil.rmtree, pki.folder, True)
+        pems = tempfile.mkdtemp(prefix="tinytcp-pems-")
+        self.addCleanup(shutil.rmtree, pems, True)
+        shutil.copy(pki.server, os.path.join(pems, "localhost.pem"))
+        ssl_port = f"ssl:0:interface=127.0.0.1:privateKey={pki.server_key}:certKey={pki.server_cert}"
+        tls_port = f"tls:{pems}:port=0:interface=127.0.0.1"
+        server = self.start("--port", ssl_port, "--port", tls_port, "--client-ca", pki.ca, "--require-client-cert")
+        ports = server.ports_of("text", 3)[1:]
+        for port in ports:
+            context = ssl.create_default_context(cafile=pki.ca)
+            context.load_cert_chain(pki.client)
+            self.assertEqual(self.tls_workers(port, context), {"1", "2"})
+            refused = ssl.create_default_context(cafile=pki.ca)
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                with refused.wrap_socket(raw, server_hostname="localhost") as sock:
+                    sock.sendall(b"ECHO no certificate\n")
+                    read_lines(sock, 2)
+        server.wait_for_log(r"worker \d \[\d+\] 127\.0\.0\.1:\d+: TLS client certificate CN=client-ann")
+
+    def test_separate_rooms_are_one_room_per_worker(self) -> None:
+        server = self.start()
+        held = one_client_per_worker(server.text_port)
+        for sock in held.values():
+            self.addCleanup(sock.close)
+            sock.sendall(b"NICK ann\nWHO\n")
+            self.assertEqual(read_lines(sock, 2), [b"NICK ann", b"WHO ann"])
 
     def test_the_web_page_is_served_by_the_workers(self) -> None:
         server = self.start("--web-port", "0")

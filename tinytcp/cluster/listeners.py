@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from tinytcp.cluster.worker import WRAPPED
 from tinytcp.ops.startup import StartupError
 from tinytcp.server.service import PORT_OPTION, ListenService, describe_host, endpoint_description
 
@@ -76,11 +77,12 @@ def tcp_parameters(endpoint: Any) -> tuple[str, int, int] | None:
     """(interface, port, backlog) of a TCP-based server endpoint (tcp:, tcp6:, ssl:, tls:), else None.
 
     Twisted keeps them in attributes of its endpoint classes; a TLS wrapper (tls:) holds the
-    TCP endpoint it wraps.
+    TCP endpoint it wraps (tinytcp/cluster/worker.py puts the inherited socket in its place).
     """
-    inner = getattr(endpoint, "_wrappedEndpoint", None)
-    if inner is not None:
-        return tcp_parameters(inner)
+    for attribute in WRAPPED:
+        inner = getattr(endpoint, attribute, None)
+        if inner is not None:
+            return tcp_parameters(inner)
     if isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint, endpoints.SSL4ServerEndpoint)):
         return endpoint._interface, endpoint._port, endpoint._backlog
     return None
@@ -113,10 +115,18 @@ def bind_listener(mode: str, value: str, workers: int, way: str, reactor: Any) -
     endpoint = endpoints.serverFromString(reactor, description)
     listener = Listener(mode, value, description)
     tcp = tcp_parameters(endpoint)
+    kind = description.split(":", 1)[0].lower()
+    if tcp is None and kind in ("ssl", "tls"):
+        raise StartupError(
+            f"{PORT_OPTION.get(mode, '--port')} {value}: --workers cannot share this {kind}: listener"
+            " (its TLS endpoint does not run over TCP the way tinytcp knows); run one process"
+        )
     if tcp is None:
         # unix:, systemd:, anything else Twisted can listen on: Twisted binds it (and says
         # why it cannot), the parent never reads from it, and every worker shares it
-        service = ListenService(endpoint, Factory(), mode, description, value)
+        placeholder = Factory()
+        placeholder.noisy = False
+        service = ListenService(endpoint, placeholder, mode, description, value)
         service.listen()
         assert service.port is not None
         service.port.stopReading()  # type: ignore[attr-defined]

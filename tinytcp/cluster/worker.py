@@ -55,40 +55,43 @@ def from_environ(environ: Mapping[str, str] | None = None) -> WorkerInfo | None:
     return WorkerInfo(int(data["index"]), int(data["count"]), tuple((int(fd), str(f)) for fd, f in data["fds"]))
 
 
+#: where Twisted's TLS wrapper endpoints keep the endpoint they run TLS over: tls: (an
+#: SNI folder of certificates) in ``endpoint``, other wrappers in ``_wrappedEndpoint``
+WRAPPED = ("endpoint", "_wrappedEndpoint")
+
+
 @implementer(IStreamServerEndpoint)
-class AdoptedEndpoint:
-    """Listen on an inherited socket, wrapping each connection in TLS when the listener is ssl:/tls:.
+class TLSOverEndpoint:
+    """TLS over another endpoint, as Twisted's own ssl: listener puts it over TCP."""
 
-    The TLS layer is the one Twisted's own ssl: and tls: listeners put over TCP, so the
-    protocols see the same transport as in a single process.
-    """
-
-    def __init__(self, reactor: Any, fd: int, family: str, wrap: Callable[[Factory], Factory] | None = None) -> None:
-        self.reactor = reactor
-        self.fd = fd
-        self.family = FAMILIES[family]
-        self.wrap = wrap
+    def __init__(self, endpoint: IStreamServerEndpoint, context: Any) -> None:
+        self.endpoint = endpoint
+        self.context = context
 
     def listen(self, factory: Factory) -> Any:
-        adopted = endpoints.AdoptedStreamServerEndpoint(self.reactor, self.fd, self.family)
-        return adopted.listen(self.wrap(factory) if self.wrap is not None else factory)
-
-
-def tls_wrapper(reactor: Any, description: str) -> Callable[[Factory], Factory] | None:
-    """For ssl: and tls: descriptions, what turns a factory into the TLS factory Twisted would use."""
-    kind = description.split(":", 1)[0].lower()
-    if kind not in ("ssl", "tls"):
-        return None
-    parsed = endpoints.serverFromString(reactor, description)
-    context = getattr(parsed, "_sslContextFactory", None)
-    if context is not None:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
-        return lambda factory: TLSMemoryBIOFactory(context, False, factory)
-    wrapper: Callable[[Factory], Factory] | None = getattr(parsed, "_wrapperFactory", None)
-    if wrapper is None:
-        raise ValueError(f"cannot adopt {kind}: listeners of this Twisted")
-    return wrapper
+        return self.endpoint.listen(TLSMemoryBIOFactory(self.context, False, factory))
+
+
+def adopted_endpoint(reactor: Any, description: str, fd: int, family: str) -> IStreamServerEndpoint:
+    """The endpoint a worker listens on: the inherited socket, under TLS for ssl: and tls:.
+
+    The TLS layer is the one Twisted's own ssl: and tls: listeners use, built from the same
+    description (the same certificates, the same SNI folder), so the protocols see the same
+    transport as in a single process; only the socket under it is adopted instead of bound.
+    """
+    adopted = endpoints.AdoptedStreamServerEndpoint(reactor, fd, FAMILIES[family])
+    if description.split(":", 1)[0].lower() not in ("ssl", "tls"):
+        return adopted
+    parsed = endpoints.serverFromString(reactor, description)
+    if isinstance(parsed, endpoints.SSL4ServerEndpoint):
+        return TLSOverEndpoint(adopted, parsed._sslContextFactory)
+    for attribute in WRAPPED:
+        if hasattr(parsed, attribute):
+            setattr(parsed, attribute, adopted)
+            return parsed  # type: ignore[no-any-return]
+    raise ValueError(f"cannot run {description.split(':', 1)[0]}: listeners over an inherited socket")
 
 
 def adopted_endpoints(info: WorkerInfo, reactor: Any) -> Callable[[str, str], IStreamServerEndpoint]:
@@ -97,7 +100,7 @@ def adopted_endpoints(info: WorkerInfo, reactor: Any) -> Callable[[str, str], IS
 
     def endpoint_for(mode: str, description: str) -> IStreamServerEndpoint:
         fd, family = remaining.pop(0)
-        return AdoptedEndpoint(reactor, fd, family, tls_wrapper(reactor, description))
+        return adopted_endpoint(reactor, description, fd, family)
 
     return endpoint_for
 
