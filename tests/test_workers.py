@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.certs import make_pki
 from tests.support import RunningServer, read_lines, read_until_closed, start_twistd, twistd_path
+from tests.test_e2e_ops import _kill
 from tests.test_systemd import connect as connect_activated
 from tests.test_systemd import free_port
 from tinytcp.cluster import supervisor as supervisor_module
@@ -233,6 +234,19 @@ class WorkersEndToEndTests(SynchronousTestCase):
             sock.sendall(b"NICK ann\nWHO\n")
             self.assertEqual(read_lines(sock, 2), [b"NICK ann", b"WHO ann"])
 
+    def test_tcp6_listeners(self) -> None:
+        server = self.start("--port", "tcp6:0:interface=\\:\\:1")
+        port = int(server.wait_for_log(r"text mode listening on tcp:\[::1\]:(\d+)").group(1))
+        workers = set()
+        for _ in range(100):
+            with socket.create_connection(("::1", port), timeout=10) as sock:
+                sock.settimeout(10)
+                read_lines(sock, 1)
+                workers.add(info(sock)["worker"])
+            if len(workers) == 2:
+                break
+        self.assertEqual(workers, {"1", "2"})
+
     def test_the_web_page_is_served_by_the_workers(self) -> None:
         server = self.start("--web-port", "0")
         port = server.ports_of("web", 1)[0]
@@ -277,6 +291,33 @@ class WorkersStartupErrorTests(SynchronousTestCase):
     def test_metrics_with_workers_are_refused(self) -> None:
         line = self.refused("--port", "0", "--workers", "2", "--separate-rooms", "--metrics-port", "0")
         self.assertIn("--workers 2: --metrics-port is not supported with workers", line)
+
+
+class WorkersDaemonTests(SynchronousTestCase):
+    def test_a_daemon_supervises_its_workers_and_takes_them_along_when_it_stops(self) -> None:
+        workdir = tempfile.mkdtemp(prefix="tinytcp-workers-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        port = free_port()
+        args = ("--port", str(port), "--binary-port", "none", "--workers", "2", "--separate-rooms")
+        done = start_twistd(*args, daemon=True, workdir=workdir)
+        self.assertEqual((done.returncode, done.stdout, done.stderr), (0, "", ""))
+        pidfile = os.path.join(workdir, "twistd.pid")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(_kill, pid)
+        held = one_client_per_worker(port)
+        pids = [int(info(sock)["pid"]) for sock in held.values()]
+        self.assertNotIn(pid, pids)
+        os.kill(pid, signal.SIGTERM)
+        for sock in held.values():
+            self.addCleanup(sock.close)
+            self.assertEqual(read_until_closed(sock), b"BYE\r\n")
+        wait_until(lambda: not os.path.exists(pidfile), what="the pid file to go")
+        wait_until(lambda: not any(alive(p) for p in pids), what="the workers to exit")
+        with open(os.path.join(workdir, "twistd.log")) as f:
+            log = f.read()
+        self.assertRegex(log, r"worker 1 \[\d+\] 127\.0\.0\.1:\d+ connected \(text\)")
+        self.assertNotIn("Traceback", log)
 
 
 class WorkersUnderSystemdTests(SynchronousTestCase):
