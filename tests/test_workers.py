@@ -204,27 +204,35 @@ class WorkersEndToEndTests(SynchronousTestCase):
                 break
         return workers
 
-    def test_mutual_tls_on_ssl_and_a_tls_folder_of_certificates(self) -> None:
+    def check_mutual_tls(self, listener: str, ca: str, client: str) -> None:
+        """Both workers serve ``listener`` to a client with a certificate, and refuse one without."""
+        server = self.start("--port", listener, "--client-ca", ca, "--require-client-cert")
+        port = server.ports_of("text", 2)[1]
+        context = ssl.create_default_context(cafile=ca)
+        context.load_cert_chain(client)
+        self.assertEqual(self.tls_workers(port, context), {"1", "2"})
+        refused = ssl.create_default_context(cafile=ca)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            with refused.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"ECHO no certificate\n")
+                read_lines(sock, 2)
+        server.wait_for_log(r"worker \d \[\d+\] 127\.0\.0\.1:\d+: TLS client certificate CN=client-ann")
+
+    def test_mutual_tls_on_an_ssl_listener(self) -> None:
+        pki = make_pki()
+        self.addCleanup(shutil.rmtree, pki.folder, True)
+        listener = f"ssl:0:interface=127.0.0.1:privateKey={pki.server_key}:certKey={pki.server_cert}"
+        self.check_mutual_tls(listener, pki.ca, pki.client)
+
+    def test_mutual_tls_on_a_tls_folder_listener(self) -> None:
+        # Twisted's tls: endpoint (a folder of certificates chosen by SNI), Twisted 25 and later
         pki = make_pki()
         self.addCleanup(shutil.rmtree, pki.folder, True)
         pems = tempfile.mkdtemp(prefix="tinytcp-pems-")
         self.addCleanup(shutil.rmtree, pems, True)
         shutil.copy(pki.server, os.path.join(pems, "localhost.pem"))
-        ssl_port = f"ssl:0:interface=127.0.0.1:privateKey={pki.server_key}:certKey={pki.server_cert}"
-        tls_port = f"tls:{pems}:port=0:interface=127.0.0.1"
-        server = self.start("--port", ssl_port, "--port", tls_port, "--client-ca", pki.ca, "--require-client-cert")
-        ports = server.ports_of("text", 3)[1:]
-        for port in ports:
-            context = ssl.create_default_context(cafile=pki.ca)
-            context.load_cert_chain(pki.client)
-            self.assertEqual(self.tls_workers(port, context), {"1", "2"})
-            refused = ssl.create_default_context(cafile=pki.ca)
-            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-            with self.assertRaises((ssl.SSLError, ConnectionError)):
-                with refused.wrap_socket(raw, server_hostname="localhost") as sock:
-                    sock.sendall(b"ECHO no certificate\n")
-                    read_lines(sock, 2)
-        server.wait_for_log(r"worker \d \[\d+\] 127\.0\.0\.1:\d+: TLS client certificate CN=client-ann")
+        self.check_mutual_tls(f"tls:{pems}:port=0:interface=127.0.0.1", pki.ca, pki.client)
 
     def test_separate_rooms_are_one_room_per_worker(self) -> None:
         server = self.start()
