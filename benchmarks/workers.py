@@ -13,7 +13,9 @@ a listener (``--worker-sockets reuseport`` and ``shared``) and asks every connec
   names it); p50/p99 is the time from connect to the INFO reply.
 
 ``rate`` runs benchmarks/loadgen.py against ``--workers 1`` and ``--workers 2`` in turn,
-``--repeats`` times, and prints the median requests per second of each scenario.  Nothing is
+``--repeats`` times, and prints the median requests per second of each scenario, with the
+CPU the server's processes used (in cores, from /proc: the supervisor and every worker) and
+the load generator's own CPU share.  Nothing is
 pinned: the workers and the load generator share the machine's cores, as they would in use.
 
 Every server started here is stopped (SIGTERM, then SIGKILL by pid) on exit.
@@ -165,9 +167,29 @@ SCENARIOS = {
 }
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def server_pids(server: Server) -> list[int]:
+    """The twistd process and every worker it started."""
+    return [server.process.pid, *(int(pid) for pid in re.findall(r"worker \d+ \[(\d+)\] started", server.text()))]
+
+
 def rate(args: argparse.Namespace) -> None:
     results: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     busy: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    #: CPU cores the server's processes (supervisor and workers) used during the load generator's run
+    cores: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     for _ in range(args.repeats):
         for workers in (1, 2):
             options = ["--workers", str(workers)] + (["--separate-rooms"] if workers > 1 else [])
@@ -177,7 +199,13 @@ def rate(args: argparse.Namespace) -> None:
                     mode = scenario[scenario.index("--mode") + 1]
                     command = [sys.executable, LOADGEN, *scenario, "--port", str(server.ports[mode])]
                     command += ["--duration", str(args.duration)]
+                    pids = server_pids(server)
+                    before = sum(cpu_seconds(pid) for pid in pids)
+                    started = time.monotonic()
                     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+                    cores[(name, workers)].append(
+                        (sum(cpu_seconds(pid) for pid in pids) - before) / (time.monotonic() - started)
+                    )
                     result = json.loads(done.stdout)
                     if not result.get("ok"):
                         raise RuntimeError(f"{name}: {result}")
@@ -185,15 +213,19 @@ def rate(args: argparse.Namespace) -> None:
                     busy[(name, workers)].append(result["loadgen_cpu_busy"])
             finally:
                 server.stop()
-    print(f"{'scenario':<32} {'--workers 1':>12} {'--workers 2':>12} {'ratio':>6}  loadgen CPU (1 / 2)  range (1 / 2)")
+    print(
+        f"{'scenario':<32} {'--workers 1':>12} {'--workers 2':>12} {'ratio':>6}"
+        "  server cores (1 / 2)  loadgen CPU (1 / 2)  range (1 / 2)"
+    )
     for name in SCENARIOS:
         one, two = results[(name, 1)], results[(name, 2)]
         ratio = statistics.median(two) / statistics.median(one)
+        server = f"{statistics.median(cores[(name, 1)]):.2f} / {statistics.median(cores[(name, 2)]):.2f}"
         cpu = f"{statistics.median(busy[(name, 1)]):.0%} / {statistics.median(busy[(name, 2)]):.0%}"
         spread = f"{min(one):,.0f}-{max(one):,.0f} / {min(two):,.0f}-{max(two):,.0f}"
         print(
             f"{name:<32} {statistics.median(one):>12,.0f} {statistics.median(two):>12,.0f} {ratio:>6.2f}"
-            f"  {cpu:<19}  {spread}"
+            f"  {server:<20}  {cpu:<19}  {spread}"
         )
 
 
