@@ -14,8 +14,10 @@ a listener (``--worker-sockets reuseport`` and ``shared``) and asks every connec
 
 ``rate`` runs benchmarks/loadgen.py against ``--workers 1`` and ``--workers 2`` in turn,
 ``--repeats`` times, and prints the median requests per second of each scenario, with the
-CPU the server's processes used (in cores, from /proc: the supervisor and every worker) and
-the load generator's own CPU share.  Nothing is
+CPU the server's processes used (in cores, from /proc: the supervisor and every worker), the
+load generator's own CPU share, and the rest of the machine's busy CPU meanwhile, in cores:
+``softirq`` (interrupts and softirqs, where the kernel runs most of loopback TCP) and
+``other`` (every other program, and kernel time charged to none).  Nothing is
 pinned: the workers and the load generator share the machine's cores, as they would in use.
 
 Every server started here is stopped (SIGTERM, then SIGKILL by pid) on exit.
@@ -28,6 +30,7 @@ import collections
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -180,6 +183,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """CPU time the machine's CPUs have spent busy so far (all but idle and iowait), and of it in
+    interrupts and softirqs (where the kernel runs most of loopback TCP), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(value) for value in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK, (fields[5] + fields[6]) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished children (the load generator runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def server_pids(server: Server) -> list[int]:
     """The twistd process and every worker it started."""
     return [server.process.pid, *(int(pid) for pid in re.findall(r"worker \d+ \[(\d+)\] started", server.text()))]
@@ -190,6 +207,9 @@ def rate(args: argparse.Namespace) -> None:
     busy: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     #: CPU cores the server's processes (supervisor and workers) used during the load generator's run
     cores: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    #: the rest of the machine's busy CPU meanwhile, in cores: interrupts and softirqs, then any other program
+    other: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    softirq: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
     for _ in range(args.repeats):
         for workers in (1, 2):
             options = ["--workers", str(workers)] + (["--separate-rooms"] if workers > 1 else [])
@@ -201,11 +221,17 @@ def rate(args: argparse.Namespace) -> None:
                     command += ["--duration", str(args.duration)]
                     pids = server_pids(server)
                     before = sum(cpu_seconds(pid) for pid in pids)
+                    (machine, irq), loadgen = machine_busy_seconds(), children_cpu_seconds()
                     started = time.monotonic()
                     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-                    cores[(name, workers)].append(
-                        (sum(cpu_seconds(pid) for pid in pids) - before) / (time.monotonic() - started)
-                    )
+                    wall = time.monotonic() - started
+                    used = (sum(cpu_seconds(pid) for pid in pids) - before) / wall
+                    cores[(name, workers)].append(used)
+                    loadgen_cores = (children_cpu_seconds() - loadgen) / wall
+                    machine_after, irq_after = machine_busy_seconds()
+                    softirq[(name, workers)].append((irq_after - irq) / wall)
+                    rest = (machine_after - machine - irq_after + irq) / wall - used - loadgen_cores
+                    other[(name, workers)].append(rest)
                     result = json.loads(done.stdout)
                     if not result.get("ok"):
                         raise RuntimeError(f"{name}: {result}")
@@ -215,17 +241,19 @@ def rate(args: argparse.Namespace) -> None:
                 server.stop()
     print(
         f"{'scenario':<32} {'--workers 1':>12} {'--workers 2':>12} {'ratio':>6}"
-        "  server cores (1 / 2)  loadgen CPU (1 / 2)  range (1 / 2)"
+        "  server cores (1 / 2)  loadgen CPU (1 / 2)  softirq (1 / 2)  other (1 / 2)  range (1 / 2)"
     )
     for name in SCENARIOS:
         one, two = results[(name, 1)], results[(name, 2)]
         ratio = statistics.median(two) / statistics.median(one)
         server = f"{statistics.median(cores[(name, 1)]):.2f} / {statistics.median(cores[(name, 2)]):.2f}"
         cpu = f"{statistics.median(busy[(name, 1)]):.0%} / {statistics.median(busy[(name, 2)]):.0%}"
+        irq = f"{statistics.median(softirq[(name, 1)]):.2f} / {statistics.median(softirq[(name, 2)]):.2f}"
+        rest = f"{statistics.median(other[(name, 1)]):.2f} / {statistics.median(other[(name, 2)]):.2f}"
         spread = f"{min(one):,.0f}-{max(one):,.0f} / {min(two):,.0f}-{max(two):,.0f}"
         print(
             f"{name:<32} {statistics.median(one):>12,.0f} {statistics.median(two):>12,.0f} {ratio:>6.2f}"
-            f"  {server:<20}  {cpu:<19}  {spread}"
+            f"  {server:<20}  {cpu:<19}  {irq:<15}  {rest:<13}  {spread}"
         )
 
 
