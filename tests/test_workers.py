@@ -93,6 +93,10 @@ class WorkersEndToEndTests(SynchronousTestCase):
             fields = info(sock)
             self.assertEqual((fields["worker"], fields["workers"]), (worker, "2"))
             pids.add(int(fields["pid"]))
+            # bytes are counted by tinytcp's own transport, which adopted listeners install too
+            sock.sendall(b"INFO stats\n")
+            (stats,) = read_lines(sock, 1)
+            self.assertRegex(stats, rb" bytes_in:[1-9]\d* ")
             sock.close()
         self.assertEqual(pids, set(worker_pids(server).values()))
         self.assertNotIn(server.process.pid, pids)
