@@ -268,3 +268,41 @@ class AccountOptionTests(SynchronousTestCase):
     def test_unix_sockets_get_mode_660_unless_given(self) -> None:
         self.assertEqual(endpoint_description("unix:/tmp/t.sock"), "unix:/tmp/t.sock:mode=660")
         self.assertEqual(endpoint_description("unix:/tmp/t.sock:mode=600"), "unix:/tmp/t.sock:mode=600")
+
+
+class WorkersOptionsTests(SynchronousTestCase):
+    def test_one_worker_by_default_and_auto_is_one_per_core(self) -> None:
+        self.assertEqual(parse()["workers"], 1)
+        self.assertEqual(parse()["worker-sockets"], "reuseport")
+        self.assertEqual(parse("--workers", "auto", "--separate-rooms")["workers"], os.cpu_count() or 1)
+        self.assertEqual(parse("--workers", "3", "--separate-rooms")["workers"], 3)
+        self.assertIn("--workers", str(Options()))
+
+    def test_bad_workers_values_are_one_line(self) -> None:
+        for args, expected in (
+            (["--workers", "0"], "--workers: '0' is not a whole number 1 or more, or auto"),
+            (["--workers", "two"], "--workers: 'two' is not a whole number 1 or more, or auto"),
+            (["--worker-sockets", "magic"], "--worker-sockets: 'magic' is not one of reuseport, shared"),
+            (["--workers", "2"], "--workers 2: each worker would have its own chat room; add --redis URL"),
+            (["--workers", "2", "--separate-rooms", "--metrics-port", "9100"], "--metrics-port is not supported"),
+        ):
+            with self.assertRaises(SystemExit) as caught:
+                parse(*args)
+            message = str(caught.exception.code)
+            self.assertIn(expected, message)
+            self.assertNotIn("\n", message)
+
+    def test_workers_from_a_config_file(self) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write('workers = "auto"\nworker-sockets = "shared"\nseparate-rooms = true\n')
+        self.addCleanup(os.remove, f.name)
+        options = parse("--config", f.name)
+        self.assertEqual(
+            (options["workers"], options["worker-sockets"], options["separate-rooms"]),
+            (os.cpu_count() or 1, "shared", True),
+        )
+
+    def test_one_worker_is_the_single_process_of_before(self) -> None:
+        service = makeService(parse("--port", "tcp:0:interface=127.0.0.1", "--binary-port", "none", "--workers", "1"))
+        self.addCleanup(service.stopService)
+        self.assertEqual((service.server.worker, service.server.workers), (1, 1))

@@ -20,10 +20,12 @@ from functools import partial
 from typing import IO, Any
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LogEvent,
     PredicateResult,
+    eventAsText,
     formatEvent,
     jsonFileLogObserver,
     textFileLogObserver,
@@ -88,10 +90,25 @@ def twistd_observer() -> ILogObserver:
     return _chosen[-1]()
 
 
-def install(twistd_config: MutableMapping[str, Any] | None, log_format: str) -> None:
-    """Have twistd log through :func:`make_observer`, unless ``--logger`` or ``--syslog`` chose
-    another destination (JSON then has no file of ours to go to, and says so)."""
+def worker_observer() -> ILogObserver:
+    """A ``--workers`` worker's observer: each event's text alone on stdout, a pipe to the
+    supervisor, which adds the time, the worker's number and pid, and applies --log-format."""
+
+    def format_event(event: LogEvent) -> str:
+        return eventAsText(event, includeTimestamp=False, includeSystem=False) + "\n"
+
+    return FilteringLogObserver(FileLogObserver(sys.stdout, format_event), [drop_port_noise])
+
+
+def install(twistd_config: MutableMapping[str, Any] | None, log_format: str, worker: bool = False) -> None:
+    """Have twistd log through :func:`make_observer` (:func:`worker_observer` in a worker),
+    unless ``--logger`` or ``--syslog`` chose another destination (JSON then has no file of
+    ours to go to, and says so)."""
     if twistd_config is None:
+        return
+    if worker:
+        _chosen.append(worker_observer)
+        twistd_config["logger"] = f"{__name__}.{twistd_observer.__name__}"
         return
     if twistd_config.get("logger") or twistd_config.get("syslog"):
         if log_format == "json":

@@ -102,6 +102,8 @@ def collect(server: Server) -> dict[str, dict[str, Value]]:
         "pid": os.getpid(),
         "uptime_seconds": int(stats.clock() - stats.started),
         "reactor": f"{type(reactor).__module__}.{type(reactor).__qualname__}",
+        "worker": getattr(server, "worker", 1),
+        "workers": getattr(server, "workers", 1),
     }
     clients: dict[str, Value] = {
         "connected": len(open_connections),

@@ -82,9 +82,18 @@ class ListenService(Service):
     """Listens on one endpoint while running and logs the address it is bound to."""
 
     def __init__(
-        self, endpoint: IStreamServerEndpoint, factory: Factory, mode: str, description: str = "?", port: str = "?"
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: Factory,
+        mode: str,
+        description: str = "?",
+        port: str = "?",
+        announce: bool = True,
     ) -> None:
         self.endpoint = endpoint
+        #: log the "listening on" line; a --workers worker does not: its parent bound the
+        #: socket and logged it once
+        self.announce = announce
         self.description = description
         self.factory = factory
         self.mode = mode
@@ -138,6 +147,8 @@ class ListenService(Service):
         # hook); TLS runs over the same TCP transport, unix sockets keep their own
         if getattr(port, "transport", None) is tcp.Server:
             port.transport = WriteThroughTransport  # type: ignore[attr-defined]
+        if not self.announce:
+            return port
         log.info(
             "{mode} mode listening on {address}",
             mode=self.mode,
@@ -217,6 +228,7 @@ def make_service(
     web_ports: Sequence[str] = (),
     web_origins: Sequence[str] = (),
     checkers: list[Any] | None = None,
+    endpoint_for: Callable[[str, str], IStreamServerEndpoint] | None = None,
 ) -> TinyService:
     """Build the service that listens on every given port (bare numbers or endpoint descriptions),
     and serves Prometheus metrics on ``metrics_port`` if given.
@@ -224,9 +236,19 @@ def make_service(
     ``web_ports`` serve the web page and its WebSocket (tinytcp/web/), which accepts browsers
     from its own origin and from ``web_origins``.  With ``settings.accounts`` or ``checkers``
     (``--auth``), the core gets REGISTER, LOGIN and LOGOUT (tinytcp/auth).
+
+    ``endpoint_for(mode, description)``, called once per listener in order (text ports,
+    binary ports, web ports), replaces the parsing of descriptions: a ``--workers`` worker
+    listens on sockets its parent bound (tinytcp/cluster/worker.py) and does not announce them.
     """
     if reactor is None:
         from twisted.internet import reactor
+    announce = endpoint_for is None
+    if endpoint_for is None:
+
+        def endpoint_for(mode: str, description: str) -> IStreamServerEndpoint:
+            return server_endpoint(reactor, description)
+
     from tinytcp.protocol.core import Core
 
     room = None
@@ -259,9 +281,9 @@ def make_service(
     for ports, protocol, mode in ((text_ports, TextProtocol, "text"), (binary_ports or [], BinaryProtocol, "binary")):
         for port in ports:
             description = endpoint_description(port)
-            endpoint = server_endpoint(reactor, description)
-            listener = ListenService(endpoint, ConnectionFactory(server, protocol), mode, description, port)
-            listener.setServiceParent(service)
+            endpoint = endpoint_for(mode, description)
+            factory = ConnectionFactory(server, protocol)
+            ListenService(endpoint, factory, mode, description, port, announce).setServiceParent(service)
     if web_ports:
         # imported only when asked for: twisted.web.websocket needs twisted[websocket]
         from tinytcp.web.site import make_site
@@ -269,8 +291,8 @@ def make_service(
         web = make_site(server, web_origins, reactor=reactor)
         for port in web_ports:
             description = endpoint_description(port)
-            endpoint = server_endpoint(reactor, description)
-            ListenService(endpoint, web, "web", description, port).setServiceParent(service)
+            endpoint = endpoint_for("web", description)
+            ListenService(endpoint, web, "web", description, port, announce).setServiceParent(service)
     if metrics_port is not None:
         from tinytcp.ops import metrics
 

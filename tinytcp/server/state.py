@@ -116,6 +116,9 @@ class Server:
         self._drained: list[defer.Deferred[None]] = []
         #: counters for INFO and /metrics (tinytcp.ops.status)
         self.stats = status.Stats()
+        #: which worker of how many this process is (1 of 1 without --workers), for INFO
+        self.worker = 1
+        self.workers = 1
         self.core.status = functools.partial(status.info, self)
         self.client_certificates: ClientCertificates | None = None
         if settings.client_ca is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getopt
+import os
+import signal
 import sys
 from typing import Any
 
@@ -13,6 +15,8 @@ from twisted.python import usage
 
 from tinytcp import __version__
 from tinytcp.auth.service import DEFAULT_ACCOUNTS
+from tinytcp.cluster.listeners import WORKER_SOCKETS
+from tinytcp.cluster.worker import from_environ
 from tinytcp.ops import config, logs
 from tinytcp.ops.startup import (
     MAX_FRAME_LIMIT,
@@ -52,6 +56,16 @@ def web_origin(value: Any) -> str:
     if not isinstance(value, str) or (value != "*" and origin_of(value) is None):
         raise usage.UsageError(f"--web-origin: {value!r} is not scheme://host[:port] or *")
     return value
+
+
+def workers_value(value: Any) -> int:
+    """A --workers value: a whole number of processes (1 or more), or ``auto`` for one per core."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        return whole_number("workers")(value)
+    except usage.UsageError:
+        raise usage.UsageError(f"--workers: {value!r} is not a whole number 1 or more, or auto") from None
 
 
 def require_whole_websocket_messages() -> None:
@@ -128,6 +142,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             None,
             "Serve clients from other machines even without --require-login (by default they get ERROR DENIED).",
         ],
+        [
+            "separate-rooms",
+            None,
+            "With --workers above 1 and no --redis: allow one chat room per worker (clients of different"
+            " workers do not see each other's chat).",
+        ],
     ]
     optParameters = [
         [
@@ -194,6 +214,22 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             None,
             "Serve Prometheus metrics at /metrics here: a port number (127.0.0.1 only) or endpoint "
             "description; needs pip install 'tinytcp[metrics]'. Off by default.",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Worker processes serving every listener (auto: one per core); above 1, this process supervises"
+            " them. --max-connections and INFO's client counts are per worker.",
+            workers_value,
+        ],
+        [
+            "worker-sockets",
+            None,
+            WORKER_SOCKETS[0],
+            "How workers share a TCP listener: reuseport (one SO_REUSEPORT socket each, the kernel spreads"
+            " clients evenly) or shared (one socket for all).",
+            choice("worker-sockets", WORKER_SOCKETS),
         ],
         [
             "log-format",
@@ -288,6 +324,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self.given: set[str] = set()
         #: option -> "file:line" for the values that came from the config file
         self.origin: dict[str, str] = {}
+        #: the tinytcp options as given, which --workers hands on to each worker
+        self.args: list[str] = []
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse, and turn a usage error into one line on stderr and exit status 1.
@@ -296,6 +334,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         option and the value, which is what the operator has to fix.
         """
         args = sys.argv[1:] if options is None else list(options)
+        self.args = args
         try:
             self.given = self.named_options(args)
             super().parseOptions(args)
@@ -375,9 +414,17 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError("--binary-port none cannot be combined with other binary ports")
             self["binary-port"] = []
         self.check_security_options()
-        logs.install(getattr(self, "parent", None), self["log-format"])
+        worker = from_environ()
+        if worker is None:
+            self.check_workers()
+        logs.install(getattr(self, "parent", None), self["log-format"], worker is not None)
         use_tinytcp_reactor()
         from twisted.internet import reactor
+
+        if worker is not None:
+            # the supervisor checked every listener and bound it; a worker inherits the sockets
+            # (and not systemd's variables, so a systemd: description would not parse here)
+            return
 
         metrics_port = [self["metrics-port"]] if self["metrics-port"] is not None else []
         listeners = {
@@ -411,6 +458,22 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             checked = f" ({self['config']})" if self["config"] else ""
             print(f"{PROG}: the configuration is valid{checked}")
             raise SystemExit(0)
+
+    def check_workers(self) -> None:
+        """--workers above 1: refuse the combinations a set of worker processes cannot honour."""
+        workers = self["workers"]
+        if workers == 1:
+            return
+        if self.get("redis") is None and not self["separate-rooms"]:
+            raise usage.UsageError(
+                f"--workers {workers}: each worker would have its own chat room; add --redis URL to share one room,"
+                " or --separate-rooms to allow one room per worker"
+            )
+        if self["metrics-port"] is not None:
+            raise usage.UsageError(
+                f"--workers {workers}: --metrics-port is not supported with workers (each worker counts for itself);"
+                " ask each worker with INFO, or run one process"
+            )
 
     def check_security_options(self) -> None:
         """Accounts from one source, and a --client-ca file that holds certificates."""
@@ -484,6 +547,16 @@ def makeService(options: Options) -> IService:
     our own one line: a listener that failed later, in the daemon, would leave the parent
     waiting on twistd's start-up pipe.  So the ports are bound now.
     """
+    worker = from_environ()
+    if worker is None and options["workers"] > 1:
+        return make_supervisor(options)
+    endpoint_for = None
+    if worker is not None:
+        from twisted.internet import reactor
+
+        from tinytcp.cluster.worker import ParentWatch, adopted_endpoints
+
+        endpoint_for = adopted_endpoints(worker, reactor)
     try:
         service = make_service(
             settings_from(options),
@@ -493,9 +566,46 @@ def makeService(options: Options) -> IService:
             checkers=options.get("credCheckers"),
             web_ports=options["web-port"],
             web_origins=options["web-origin"],
+            endpoint_for=endpoint_for,
         )
         service.listen()
     except StartupError as e:
         raise SystemExit(f"{PROG}: {e}") from None
     service.stop_on_hangup = True
+    if worker is not None:
+        service.server.worker = worker.index
+        service.server.workers = worker.count
+        ParentWatch(reactor).start()
+        # Ctrl+C reaches the whole process group; the supervisor stops its workers itself,
+        # so a worker does not also stop on its own (and look like a crash to restart)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return service
+
+
+def make_supervisor(options: Options) -> IService:
+    """--workers above 1: bind every listener here, before twistd daemonizes, and supervise
+    workers that serve them (tinytcp/cluster/)."""
+    from twisted.internet import reactor
+
+    from tinytcp.cluster.listeners import bind_all
+    from tinytcp.cluster.supervisor import Supervisor, worker_arguments
+
+    ports = [("text", port) for port in options["port"]]
+    ports += [("binary", port) for port in options["binary-port"]]
+    ports += [("web", port) for port in options["web-port"]]
+    try:
+        listeners = bind_all(ports, options["workers"], options["worker-sockets"], reactor)
+    except StartupError as e:
+        raise SystemExit(f"{PROG}: {e}") from None
+    parent = getattr(options, "parent", None) or {}
+    twistd_arguments = [f"--reactor={parent['reactor']}"] if parent.get("reactor") else []
+    supervisor = Supervisor(
+        listeners,
+        options["workers"],
+        worker_arguments(options.args),
+        options["shutdown-grace"],
+        reactor,
+        twistd_arguments,
+    )
+    supervisor.stop_on_hangup = True
+    return supervisor
