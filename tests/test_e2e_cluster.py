@@ -18,6 +18,7 @@ from tests.certs import make_pki
 from tests.redis_server import RunningRedis, free_port, redis_server_path
 from tests.support import RunningServer, start_twistd
 from tests.test_e2e import recv_frames
+from tests.test_workers import one_client_per_worker
 from tinytcp.cluster.redis import REPLY_TIMEOUT
 from tinytcp.protocol.reply import Code
 from tinytcp.protocol.wire import encode_frame
@@ -317,6 +318,52 @@ class TransportsTests(SynchronousTestCase):
                 if other is not client:
                     other.wait_for(b"MSG n%d from %d" % (number, number))
         self.assertEqual(eventually(lambda: clients[2].ask(b"WHO") == b"WHO n0 n1 n2"), True)
+
+
+@unittest.skipIf(MISSING is not None, MISSING or "")
+class WorkersTests(SynchronousTestCase):
+    """--workers with --redis: every worker is a node of the one room."""
+
+    def test_clients_of_two_workers_share_one_room(self) -> None:
+        redis = RunningRedis()
+        self.addCleanup(redis.close)
+        server = RunningServer("--workers", "2", "--redis", redis.url, "--redis-ttl", TTL, binary=False)
+        self.addCleanup(server.stop)
+        server.wait_for_log(r"worker 1 .*chat shared through Redis")
+        server.wait_for_log(r"worker 2 .*chat shared through Redis")
+        held = one_client_per_worker(server.text_port)
+        first, second = Lines(held["1"]), Lines(held["2"])
+        self.assertEqual(first.ask(b"NICK one"), b"NICK one")
+        self.assertEqual(second.ask(b"NICK one"), b"ERROR NICK_TAKEN")
+        self.assertEqual(second.ask(b"NICK two"), b"NICK two")
+        self.assertRegex(first.ask(b"SAY across workers"), rb"SAID \d+")
+        second.wait_for(b"MSG one across workers")
+        self.assertEqual(second.ask(b"WHO"), b"WHO one two")
+
+    def test_workers_behind_a_balancer_read_the_proxy_header(self) -> None:
+        redis = RunningRedis()
+        self.addCleanup(redis.close)
+        server = RunningServer(
+            "--workers", "2", "--redis", redis.url, binary=False, port="haproxy:tcp:0:interface=127.0.0.1"
+        )
+        self.addCleanup(server.stop)
+        for worker in (1, 2):
+            server.wait_for_log(rf"worker {worker} .*chat shared through Redis")
+        served = set()
+        for attempt in range(200):
+            with socket.create_connection(("127.0.0.1", server.text_port), timeout=10) as sock:
+                sock.sendall(b"PROXY TCP4 127.0.0.%d 127.0.0.1 4242 40000\r\n" % (attempt % 200 + 20))
+                client = Lines(sock)
+                self.assertTrue(client.line().startswith(b"WELCOME"))
+                served.add(re.search(rb"worker:(\d)", client.ask(b"INFO server")).group(1))  # type: ignore[union-attr]
+            if len(served) == 2:
+                break
+        self.assertEqual(served, {b"1", b"2"})
+        # the workers logged the address the header named, not the connection's own
+        server.wait_for_log(r"worker [12] .*127\.0\.0\.2\d:4242 connected \(text\)")
+        with socket.create_connection(("127.0.0.1", server.text_port), timeout=10) as sock:
+            sock.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 4242 40000\r\n")
+            self.assertTrue(Lines(sock).line().startswith(b"ERROR DENIED"))
 
 
 @unittest.skipIf(MISSING is not None, MISSING or "")
