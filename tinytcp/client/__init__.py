@@ -4,8 +4,10 @@ The library's public names are re-exported here, so ``from tinytcp.client import
 keeps working; the command line is imported only when it runs, never by the library.
 """
 
+from typing import Any
+
+from tinytcp.client import library
 from tinytcp.client.library import (
-    COMMANDS_BY_NAME,
     MODES,
     BinaryClient,
     Client,
@@ -18,6 +20,7 @@ from tinytcp.client.library import (
     Refused,
     ReplyTimeout,
     RequestError,
+    TCPAddressEndpoint,
     TextClient,
     UnknownCommand,
     connect,
@@ -41,6 +44,7 @@ __all__ = [
     "Refused",
     "ReplyTimeout",
     "RequestError",
+    "TCPAddressEndpoint",
     "TLSConfigError",
     "TLSSettings",
     "TextClient",
@@ -50,3 +54,10 @@ __all__ = [
     "reply_line",
     "request_bytes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``COMMANDS_BY_NAME`` is built on first use: it imports the account commands (PEP 562)."""
+    if name == "COMMANDS_BY_NAME":
+        return library.commands_by_name()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
-from twisted.internet import defer, endpoints, error
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from tinytcp import __version__
-from tinytcp.auth.commands import loggable_line
 from tinytcp.client.library import (
     Client,
     ConnectionClosed,
@@ -32,7 +31,9 @@ from tinytcp.client.library import (
     Refused,
     ReplyTimeout,
     RequestError,
+    TCPAddressEndpoint,
     connect,
+    is_ip_address,
     reply_line,
 )
 from tinytcp.client.tls import TLSConfigError, TLSSettings
@@ -157,8 +158,18 @@ def target(args: argparse.Namespace) -> str:
 
 
 def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndpoint:
-    """The endpoint the arguments describe; ValueError for a bad description or TLS file."""
+    """The endpoint the arguments describe; ValueError for a bad description or TLS file.
+
+    Plain TCP to an IP address (the default, 127.0.0.1) needs neither Twisted's endpoint
+    module nor TLS, which take most of a one-shot command's start-up: they are imported
+    only for the other cases.
+    """
     endpoint: IStreamClientEndpoint
+    if args.endpoint is None and args.unix is None and is_ip_address(args.host):
+        endpoint = TCPAddressEndpoint(reactor, args.host, args.port, timeout=args.timeout)
+        return endpoint if not args.tls else _wrap_tls(endpoint, args)
+    from twisted.internet import endpoints
+
     if args.endpoint is not None:
         try:
             endpoint = endpoints.clientFromString(reactor, args.endpoint)
@@ -168,16 +179,21 @@ def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndp
         endpoint = endpoints.UNIXClientEndpoint(reactor, args.unix, timeout=args.timeout)
     else:
         endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=args.timeout)
-    if args.tls:
-        settings = TLSSettings(
-            server_name=args.server_name or (args.host if args.unix is None and args.endpoint is None else None),
-            cafile=args.cafile,
-            verify=not args.insecure_skip_verify,
-            cert=args.cert,
-            key=args.key,
-        )
-        endpoint = endpoints.wrapClientTLS(settings.creator(), endpoint)
-    return endpoint
+    return endpoint if not args.tls else _wrap_tls(endpoint, args)
+
+
+def _wrap_tls(endpoint: IStreamClientEndpoint, args: argparse.Namespace) -> IStreamClientEndpoint:
+    """``endpoint`` wrapped in TLS as --cafile, --server-name, --cert and the others say."""
+    from twisted.internet import endpoints
+
+    settings = TLSSettings(
+        server_name=args.server_name or (args.host if args.unix is None and args.endpoint is None else None),
+        cafile=args.cafile,
+        verify=not args.insecure_skip_verify,
+        cert=args.cert,
+        key=args.key,
+    )
+    return endpoints.wrapClientTLS(settings.creator(), endpoint)
 
 
 def say(text: str) -> None:
@@ -192,6 +208,8 @@ def complain(text: str) -> None:
 
 def shown(line: bytes) -> str:
     """A request line as printed in messages and the transcript (never a password)."""
+    from tinytcp.auth.commands import loggable_line  # imports twisted.cred: not for plain runs
+
     return loggable_line(line).decode("utf-8", "backslashreplace")
 
 
