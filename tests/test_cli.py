@@ -175,6 +175,43 @@ class ScriptedTests(unittest.SynchronousTestCase):
         out, err = process.communicate(timeout=15)
         self.assertEqual((process.returncode, out, err), (0, b"BYE\n", b""))
 
+    def test_plain_one_shot_run_imports_no_tls_and_no_extras(self) -> None:
+        """TLS, endpoint descriptions, the account commands, ``regex`` and the prompt stay unloaded.
+
+        They were most of a one-shot command's start-up (docs/performance.md, client
+        start-up); a module-level import of any of them would bring that back unnoticed.
+        """
+        unwanted = (
+            "OpenSSL",
+            "cryptography",
+            "service_identity",
+            "twisted.internet.ssl",
+            "twisted.internet.endpoints",
+            "twisted.cred",
+            "tinytcp.auth.commands",
+            "regex",
+            "prompt_toolkit",
+        )
+        script = (
+            "import sys\n"
+            "from tinytcp.client import cli\n"
+            "status = cli.main(sys.argv[1:])\n"
+            f"print('loaded:', *sorted(name for name in {unwanted!r} if name in sys.modules))\n"
+            "sys.exit(status)\n"
+        )
+        for flags in ([], ["--binary"]):
+            mode = "binary" if flags else "text"
+            result = subprocess.run(
+                [sys.executable, "-c", script, *flags, "--port", self.port(mode), "TIME", "ECHO hi", "REV abc"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
+            lines = result.stdout.decode().splitlines()
+            self.assertEqual((result.returncode, result.stderr), (0, b""), result)
+            self.assertRegex(lines[0], TIME_LINE)
+            self.assertEqual(lines[1:], ["ECHO hi", "REVERSE cba", "loaded:"], mode)
+
     def test_console_script(self) -> None:
         script = os.path.join(os.path.dirname(sys.executable), "tinytcp-client")
         if not os.path.exists(script):

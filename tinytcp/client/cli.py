@@ -592,12 +592,31 @@ def run(reactor: Any, job: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return INTERRUPTED if interrupted or not outcome else outcome[0]
 
 
-def install_reactor() -> Any:
-    """Twisted's asyncio reactor, which prompt_toolkit needs; must come before any reactor import."""
-    from twisted.internet import asyncioreactor
+def needs_tls(args: argparse.Namespace) -> bool:
+    """Whether the run may speak TLS: ``--tls``, or an endpoint description (``tls:``, ``ssl:``)."""
+    return args.tls or args.endpoint is not None
 
+
+def install_reactor(tls: bool = True) -> Any:
+    """Twisted's asyncio reactor, which prompt_toolkit needs; must come before any reactor import.
+
+    With ``tls=False`` the reactor's modules are imported as if pyOpenSSL were not
+    installed: Twisted's TCP support imports it whenever it can (about a quarter of a
+    one-shot command's start-up), only to offer ``startTLS`` and ``connectSSL``, which a
+    plain run never calls.  TLS itself (``wrapClientTLS``) does not depend on that, and
+    pyOpenSSL can still be imported afterwards.
+    """
     if "twisted.internet.reactor" not in sys.modules:
-        asyncioreactor.install()
+        blocked = not tls and "OpenSSL" not in sys.modules
+        if blocked:
+            sys.modules["OpenSSL"] = None  # type: ignore[assignment]  # import raises ImportError
+        try:
+            from twisted.internet import asyncioreactor
+
+            asyncioreactor.install()
+        finally:
+            if blocked and sys.modules.get("OpenSSL", False) is None:
+                del sys.modules["OpenSSL"]
     from twisted.internet import reactor
 
     return reactor
@@ -610,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    reactor = install_reactor()
+    reactor = install_reactor(tls=needs_tls(args))
     return run(reactor, partial(run_session, reactor, args))
 
 
