@@ -265,7 +265,8 @@ class Core:
             self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
         self.calls[command.code] += 1
-        return as_reply(command, command.handler(self, session, argument))
+        handler = command.handler  # an attribute load, not a method lookup (see TextProtocol.answer_from)
+        return as_reply(command, handler(self, session, argument))
 
     def frame_request(self, session: Session, code: int, payload: bytes) -> Reply | Deferred[Any]:
         """Run the command with binary ``code``; the payload is its argument, possibly empty."""
@@ -275,7 +276,8 @@ class Core:
             self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
         self.calls[command.code] += 1
-        return as_reply(command, command.handler(self, session, payload))
+        handler = command.handler
+        return as_reply(command, handler(self, session, payload))
 
 
 def as_reply(command: Command, answer: Answer) -> Reply | Deferred[Any]:

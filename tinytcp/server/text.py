@@ -122,7 +122,10 @@ class TextProtocol(Connection):
                 answer = UNKNOWN_COMMAND
             else:
                 calls[command.code] += 1
-                answer = command.handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
+                # read as an attribute, then called: command.handler(...) compiles to a method
+                # lookup, which CPython 3.11 cannot specialize for a function held by the instance
+                handler = command.handler
+                answer = handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
             if answer.__class__ is bytes:
                 data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
             elif answer.__class__ is Reply:
