@@ -84,6 +84,20 @@ class ScriptedTests(unittest.SynchronousTestCase):
         self.assertNotIn("Traceback", result.stderr)
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
 
+    def test_tls_client_on_a_plain_port_fails_cleanly(self) -> None:
+        """The server's WELCOME ends the handshake before the client has its connection in hand."""
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest("TLS needs pyOpenSSL") from None
+        result = run_client("--tls", "--port", self.port("text"), "--timeout", "5", "TIME")
+        self.assertEqual((result.returncode, result.stdout), (2, ""), result)
+        self.assertEqual(
+            result.stderr,
+            f"tinytcp-client: cannot connect to 127.0.0.1:{self.port('text')}: "
+            "TLS: the server did not answer in TLS (is the port a plain TCP listener?)\n",
+        )
+
     def test_error_reply_exits_1(self) -> None:
         result = run_client("--port", self.port("text"), "FOO", "ECHO still here")
         self.assertEqual(self.assertClean(result, 1), ["ERROR UNKNOWN_COMMAND", "ECHO still here"])

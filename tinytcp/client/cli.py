@@ -165,9 +165,8 @@ def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndp
     only for the other cases.
     """
     endpoint: IStreamClientEndpoint
-    if args.endpoint is None and args.unix is None and is_ip_address(args.host):
-        endpoint = TCPAddressEndpoint(reactor, args.host, args.port, timeout=args.timeout)
-        return endpoint if not args.tls else _wrap_tls(endpoint, args)
+    if args.endpoint is None and args.unix is None and not args.tls and is_ip_address(args.host):
+        return TCPAddressEndpoint(reactor, args.host, args.port, timeout=args.timeout)
     from twisted.internet import endpoints
 
     if args.endpoint is not None:

@@ -440,12 +440,16 @@ def is_ip_address(host: str) -> bool:
 
 @implementer(IStreamClientEndpoint)
 class TCPAddressEndpoint:
-    """TCP to an IP address, with ``reactor.connectTCP`` alone.
+    """Plain TCP to an IP address, with ``reactor.connectTCP`` alone (tinytcp-client's default).
 
     What ``HostnameEndpoint`` does for a host that is already an address, without its
     name resolution in a thread and without importing ``twisted.internet.endpoints``,
     which imports pyOpenSSL whenever it is installed: a one-shot plain TCP command
-    starts faster.
+    starts faster.  Like ``ClientCreator``, which it uses, it fires on the reactor turn
+    after the connection is made, so a connection lost in between reaches the protocol
+    first: fine for tinytcp's clients, whose ``connect()`` waits on their own readiness,
+    but not under ``wrapClientTLS``, whose wrapper has let go of the protocol by then.
+    TLS goes over ``HostnameEndpoint``.
     """
 
     def __init__(self, reactor: Any, host: str, port: int, timeout: float = 30) -> None:
