@@ -84,6 +84,20 @@ class ScriptedTests(unittest.SynchronousTestCase):
         self.assertNotIn("Traceback", result.stderr)
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
 
+    def test_tls_client_on_a_plain_port_fails_cleanly(self) -> None:
+        """The server's WELCOME ends the handshake before the client has its connection in hand."""
+        try:
+            import OpenSSL  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest("TLS needs pyOpenSSL") from None
+        result = run_client("--tls", "--port", self.port("text"), "--timeout", "5", "TIME")
+        self.assertEqual((result.returncode, result.stdout), (2, ""), result)
+        self.assertEqual(
+            result.stderr,
+            f"tinytcp-client: cannot connect to 127.0.0.1:{self.port('text')}: "
+            "TLS: the server did not answer in TLS (is the port a plain TCP listener?)\n",
+        )
+
     def test_error_reply_exits_1(self) -> None:
         result = run_client("--port", self.port("text"), "FOO", "ECHO still here")
         self.assertEqual(self.assertClean(result, 1), ["ERROR UNKNOWN_COMMAND", "ECHO still here"])
@@ -174,6 +188,43 @@ class ScriptedTests(unittest.SynchronousTestCase):
         self.server.stop()
         out, err = process.communicate(timeout=15)
         self.assertEqual((process.returncode, out, err), (0, b"BYE\n", b""))
+
+    def test_plain_one_shot_run_imports_no_tls_and_no_extras(self) -> None:
+        """TLS, endpoint descriptions, the account commands, ``regex`` and the prompt stay unloaded.
+
+        They were most of a one-shot command's start-up (docs/performance.md, client
+        start-up); a module-level import of any of them would bring that back unnoticed.
+        """
+        unwanted = (
+            "OpenSSL",
+            "cryptography",
+            "service_identity",
+            "twisted.internet.ssl",
+            "twisted.internet.endpoints",
+            "twisted.cred",
+            "tinytcp.auth.commands",
+            "regex",
+            "prompt_toolkit",
+        )
+        script = (
+            "import sys\n"
+            "from tinytcp.client import cli\n"
+            "status = cli.main(sys.argv[1:])\n"
+            f"print('loaded:', *sorted(name for name in {unwanted!r} if name in sys.modules))\n"
+            "sys.exit(status)\n"
+        )
+        for flags in ([], ["--binary"]):
+            mode = "binary" if flags else "text"
+            result = subprocess.run(
+                [sys.executable, "-c", script, *flags, "--port", self.port(mode), "TIME", "ECHO hi", "REV abc"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
+            lines = result.stdout.decode().splitlines()
+            self.assertEqual((result.returncode, result.stderr), (0, b""), result)
+            self.assertRegex(lines[0], TIME_LINE)
+            self.assertEqual(lines[1:], ["ECHO hi", "REVERSE cba", "loaded:"], mode)
 
     def test_console_script(self) -> None:
         script = os.path.join(os.path.dirname(sys.executable), "tinytcp-client")

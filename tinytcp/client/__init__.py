@@ -4,8 +4,10 @@ The library's public names are re-exported here, so ``from tinytcp.client import
 keeps working; the command line is imported only when it runs, never by the library.
 """
 
+from typing import Any
+
+from tinytcp.client import library
 from tinytcp.client.library import (
-    COMMANDS_BY_NAME,
     MODES,
     BinaryClient,
     Client,
@@ -50,3 +52,10 @@ __all__ = [
     "reply_line",
     "request_bytes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``COMMANDS_BY_NAME`` is built on first use: it imports the account commands (PEP 562)."""
+    if name == "COMMANDS_BY_NAME":
+        return library.commands_by_name()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

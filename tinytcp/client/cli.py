@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
-from twisted.internet import defer, endpoints, error
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from tinytcp import __version__
-from tinytcp.auth.commands import loggable_line
 from tinytcp.client.library import (
     Client,
     ConnectionClosed,
@@ -32,7 +31,9 @@ from tinytcp.client.library import (
     Refused,
     ReplyTimeout,
     RequestError,
+    TCPAddressEndpoint,
     connect,
+    is_ip_address,
     reply_line,
 )
 from tinytcp.client.tls import TLSConfigError, TLSSettings
@@ -157,8 +158,17 @@ def target(args: argparse.Namespace) -> str:
 
 
 def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndpoint:
-    """The endpoint the arguments describe; ValueError for a bad description or TLS file."""
+    """The endpoint the arguments describe; ValueError for a bad description or TLS file.
+
+    Plain TCP to an IP address (the default, 127.0.0.1) needs neither Twisted's endpoint
+    module nor TLS, which take most of a one-shot command's start-up: they are imported
+    only for the other cases.
+    """
     endpoint: IStreamClientEndpoint
+    if args.endpoint is None and args.unix is None and not args.tls and is_ip_address(args.host):
+        return TCPAddressEndpoint(reactor, args.host, args.port, timeout=args.timeout)
+    from twisted.internet import endpoints
+
     if args.endpoint is not None:
         try:
             endpoint = endpoints.clientFromString(reactor, args.endpoint)
@@ -168,16 +178,21 @@ def client_endpoint(reactor: Any, args: argparse.Namespace) -> IStreamClientEndp
         endpoint = endpoints.UNIXClientEndpoint(reactor, args.unix, timeout=args.timeout)
     else:
         endpoint = endpoints.HostnameEndpoint(reactor, args.host, args.port, timeout=args.timeout)
-    if args.tls:
-        settings = TLSSettings(
-            server_name=args.server_name or (args.host if args.unix is None and args.endpoint is None else None),
-            cafile=args.cafile,
-            verify=not args.insecure_skip_verify,
-            cert=args.cert,
-            key=args.key,
-        )
-        endpoint = endpoints.wrapClientTLS(settings.creator(), endpoint)
-    return endpoint
+    return endpoint if not args.tls else _wrap_tls(endpoint, args)
+
+
+def _wrap_tls(endpoint: IStreamClientEndpoint, args: argparse.Namespace) -> IStreamClientEndpoint:
+    """``endpoint`` wrapped in TLS as --cafile, --server-name, --cert and the others say."""
+    from twisted.internet import endpoints
+
+    settings = TLSSettings(
+        server_name=args.server_name or (args.host if args.unix is None and args.endpoint is None else None),
+        cafile=args.cafile,
+        verify=not args.insecure_skip_verify,
+        cert=args.cert,
+        key=args.key,
+    )
+    return endpoints.wrapClientTLS(settings.creator(), endpoint)
 
 
 def say(text: str) -> None:
@@ -192,6 +207,8 @@ def complain(text: str) -> None:
 
 def shown(line: bytes) -> str:
     """A request line as printed in messages and the transcript (never a password)."""
+    from tinytcp.auth.commands import loggable_line  # imports twisted.cred: not for plain runs
+
     return loggable_line(line).decode("utf-8", "backslashreplace")
 
 
@@ -574,12 +591,31 @@ def run(reactor: Any, job: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return INTERRUPTED if interrupted or not outcome else outcome[0]
 
 
-def install_reactor() -> Any:
-    """Twisted's asyncio reactor, which prompt_toolkit needs; must come before any reactor import."""
-    from twisted.internet import asyncioreactor
+def needs_tls(args: argparse.Namespace) -> bool:
+    """Whether the run may speak TLS: ``--tls``, or an endpoint description (``tls:``, ``ssl:``)."""
+    return args.tls or args.endpoint is not None
 
+
+def install_reactor(tls: bool = True) -> Any:
+    """Twisted's asyncio reactor, which prompt_toolkit needs; must come before any reactor import.
+
+    With ``tls=False`` the reactor's modules are imported as if pyOpenSSL were not
+    installed: Twisted's TCP support imports it whenever it can (about a quarter of a
+    one-shot command's start-up), only to offer ``startTLS`` and ``connectSSL``, which a
+    plain run never calls.  TLS itself (``wrapClientTLS``) does not depend on that, and
+    pyOpenSSL can still be imported afterwards.
+    """
     if "twisted.internet.reactor" not in sys.modules:
-        asyncioreactor.install()
+        blocked = not tls and "OpenSSL" not in sys.modules
+        if blocked:
+            sys.modules["OpenSSL"] = None  # type: ignore[assignment]  # import raises ImportError
+        try:
+            from twisted.internet import asyncioreactor
+
+            asyncioreactor.install()
+        finally:
+            if blocked and sys.modules.get("OpenSSL", False) is None:
+                del sys.modules["OpenSSL"]
     from twisted.internet import reactor
 
     return reactor
@@ -592,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    reactor = install_reactor()
+    reactor = install_reactor(tls=needs_tls(args))
     return run(reactor, partial(run_session, reactor, args))
 
 

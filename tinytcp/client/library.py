@@ -17,16 +17,23 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
-from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IHandshakeListener, INegotiated, IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet import defer, error
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    INegotiated,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import ClientCreator, Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tinytcp.auth.commands import ACCOUNT_COMMANDS
 from tinytcp.client.tls import TLSSettings, tls_problem
-from tinytcp.protocol.core import COMMANDS, Core
+from tinytcp.protocol.core import COMMANDS, Command, Core
 from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import (
@@ -41,11 +48,43 @@ from tinytcp.protocol.wire import (
 MessageCallback = Callable[[Reply], object]
 CloseCallback = Callable[[Failure], object]
 
-#: command word (upper case, aliases included) -> command, as the server looks it up (with
-#: the account commands, which servers without accounts answer with UNKNOWN_COMMAND)
-COMMANDS_BY_NAME = Core(commands=COMMANDS + ACCOUNT_COMMANDS).by_name
-
 MODES = ("text", "binary")
+
+#: the core's commands by word; the account commands join on the first word not found here
+_by_name: dict[bytes, Command] = Core(commands=COMMANDS).by_name
+_with_accounts = False
+
+
+def commands_by_name() -> dict[bytes, Command]:
+    """Command word (upper case, aliases included) -> command, as the server looks it up.
+
+    With the account commands (REGISTER, LOGIN, LOGOUT), which servers without accounts
+    answer with UNKNOWN_COMMAND.  Their module imports twisted.cred, so it is loaded only
+    here, never for a run whose words are all the core's.
+    """
+    global _by_name, _with_accounts
+    if not _with_accounts:
+        from tinytcp.auth.commands import ACCOUNT_COMMANDS
+
+        _by_name = Core(commands=COMMANDS + ACCOUNT_COMMANDS).by_name
+        _with_accounts = True
+    return _by_name
+
+
+def command_named(word: bytes) -> Command | None:
+    """The command ``word`` names (any case, aliases too), or None; see :func:`commands_by_name`."""
+    word = word.upper()
+    command = _by_name.get(word)
+    if command is None and not _with_accounts:
+        command = commands_by_name().get(word)
+    return command
+
+
+def __getattr__(name: str) -> Any:
+    """``COMMANDS_BY_NAME``, the whole table, built on first use (PEP 562)."""
+    if name == "COMMANDS_BY_NAME":
+        return commands_by_name()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ClientError(Exception):
@@ -122,7 +161,7 @@ def frame_for(line: str | bytes) -> tuple[int, bytes]:
     request = parse_text_request(request_bytes(line))
     if request is None:
         raise RequestError("blank request: the server would not answer it")
-    command = COMMANDS_BY_NAME.get(request.word.upper())
+    command = command_named(request.word)
     if command is None:
         raise UnknownCommand(request.word.decode("utf-8", "backslashreplace"))
     return command.code, request.argument or b""
@@ -338,7 +377,7 @@ class TextClient(Client, LineOnlyReceiver):
         request = parse_text_request(raw)
         if request is None:
             return defer.fail(RequestError("blank request: the server would not answer it"))
-        command = COMMANDS_BY_NAME.get(request.word.upper())
+        command = command_named(request.word)
         return self._send(raw + CRLF, command.code if command is not None else None)
 
 
@@ -394,6 +433,44 @@ class BinaryClient(Client):
 PROTOCOLS: dict[str, type[Client]] = {"text": TextClient, "binary": BinaryClient}
 
 
+def is_ip_address(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address (no name to resolve)."""
+    return isIPAddress(host) or isIPv6Address(host)
+
+
+@implementer(IStreamClientEndpoint)
+class TCPAddressEndpoint:
+    """Plain TCP to an IP address, with ``reactor.connectTCP`` alone (tinytcp-client's default).
+
+    What ``HostnameEndpoint`` does for a host that is already an address, without its
+    name resolution in a thread and without importing ``twisted.internet.endpoints``,
+    which imports pyOpenSSL whenever it is installed: a one-shot plain TCP command
+    starts faster.  Like ``ClientCreator``, which it uses, it fires on the reactor turn
+    after the connection is made, so a connection lost in between reaches the protocol
+    first: fine for tinytcp's clients, whose ``connect()`` waits on their own readiness,
+    but not under ``wrapClientTLS``, whose wrapper has let go of the protocol by then.
+    TLS goes over ``HostnameEndpoint``.
+    """
+
+    def __init__(self, reactor: Any, host: str, port: int, timeout: float = 30) -> None:
+        if not is_ip_address(host):
+            raise ValueError(f"not an IP address: {host!r}")
+        self._reactor = reactor
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<TCPAddressEndpoint {self._host}:{self._port}>"
+
+    def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[Any]:
+        """Fires with the connected protocol; cancelling it stops the attempt."""
+        kind = IPv6Address if isIPv6Address(self._host) else IPv4Address
+        peer = kind("TCP", self._host, self._port)
+        creator = ClientCreator(self._reactor, protocolFactory.buildProtocol, peer)
+        return creator.connectTCP(self._host, self._port, timeout=self._timeout)
+
+
 def connect(
     endpoint: IStreamClientEndpoint | str,
     mode: str = "text",
@@ -419,9 +496,14 @@ def connect(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if reactor is None:
         from twisted.internet import reactor
-    where = endpoints.clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
-    if tls is not None:
-        where = endpoints.wrapClientTLS(tls.creator(), where)
+    where = endpoint
+    if isinstance(where, str) or tls is not None:
+        from twisted.internet import endpoints  # imports pyOpenSSL when installed: only when needed
+
+        if isinstance(where, str):
+            where = endpoints.clientFromString(reactor, where)
+        if tls is not None:
+            where = endpoints.wrapClientTLS(tls.creator(), where)
     factory = Factory.forProtocol(
         partial(PROTOCOLS[mode], on_message=on_message, on_close=on_close, timeout=timeout, clock=reactor)
     )
@@ -430,4 +512,12 @@ def connect(
     connecting.addCallback(lambda client: client._ready)
     if timeout is not None:
         connecting.addTimeout(timeout, reactor, onTimeoutCancel=lambda result, after: Failure(ConnectTimeout(after)))
+        connecting.addErrback(_connect_timed_out, timeout)
     return connecting
+
+
+def _connect_timed_out(failure: Failure, timeout: float) -> Failure:
+    """The connector's own timeout (the same bound, which may fire first) is a ConnectTimeout too."""
+    if failure.check(error.TimeoutError):
+        return Failure(ConnectTimeout(timeout))
+    return failure

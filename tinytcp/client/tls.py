@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +151,8 @@ _REASONS = (
 
 def tls_problem(reason: Failure | None) -> str | None:
     """One sentence for a connection lost to TLS (handshake, certificate); None for other reasons."""
-    if reason is None:
-        return None
+    if reason is None or "OpenSSL" not in sys.modules:
+        return None  # no TLS connection was made in this process: nothing to import for the answer
     try:
         from OpenSSL import SSL
         from service_identity import VerificationError

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
-import regex
-
 from tinytcp.protocol import errors
 from tinytcp.protocol.chat import Room
 from tinytcp.protocol.reply import BYE, Code, Reply, error
@@ -22,14 +20,27 @@ from tinytcp.protocol.wire import CRLF, TEXT_PREFIX, encode_text_reply
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-_GRAPHEME = regex.compile(r"\X")
+_graphemes: Callable[[str], list[str]] | None = None
 
 
 def reverse_text(text: str) -> str:
     """Reverse user-perceived characters, so combining marks and emoji sequences survive."""
     if text.isascii() and "\r" not in text:  # CR LF is one grapheme
         return text[::-1]
-    return "".join(reversed(_GRAPHEME.findall(text)))
+    return "".join(reversed((_graphemes or _load_graphemes())(text)))
+
+
+def _load_graphemes() -> Callable[[str], list[str]]:
+    """``regex``'s ``\\X`` (grapheme clusters), loaded at the first text that needs it.
+
+    ``regex`` takes about 10 ms to import; the client imports this module for the command
+    table, and ASCII text never needs it.
+    """
+    global _graphemes
+    import regex
+
+    _graphemes = regex.compile(r"\X").findall
+    return _graphemes
 
 
 def local_now() -> datetime:
@@ -250,7 +261,8 @@ class Core:
             self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
         self.calls[command.code] += 1
-        return as_reply(command, command.handler(self, session, argument))
+        handler = command.handler  # an attribute load, not a method lookup (see TextProtocol.answer_from)
+        return as_reply(command, handler(self, session, argument))
 
     def frame_request(self, session: Session, code: int, payload: bytes) -> Reply | Deferred[Any]:
         """Run the command with binary ``code``; the payload is its argument, possibly empty."""
@@ -260,7 +272,8 @@ class Core:
             self.calls[0] += 1
             return error(errors.UNKNOWN_COMMAND)
         self.calls[command.code] += 1
-        return as_reply(command, command.handler(self, session, payload))
+        handler = command.handler
+        return as_reply(command, handler(self, session, payload))
 
 
 def as_reply(command: Command, answer: Answer) -> Reply | Deferred[Any]:

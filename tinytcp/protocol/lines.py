@@ -9,6 +9,10 @@ counting its LF or the CR of a CRLF.
 
 from __future__ import annotations
 
+#: LF as an int: ``LF in data`` is a byte search, where ``b"\n" in data`` first tries the
+#: operand as an int and builds and drops a TypeError on every call
+LF = 0x0A
+
 
 class LineSplitter:
     """Feed reads, get the complete lines they finish (LF removed; a CR before it is kept)."""
@@ -24,7 +28,7 @@ class LineSplitter:
         """The lines ``data`` completes, in order; sets ``too_long`` and stops at a line over the limit."""
         held = self.held
         limit = self.max_line + 1  # + 1: the CR of a CRLF
-        if b"\n" not in data:
+        if LF not in data:
             held += data
             if len(held) > limit:
                 self._overflow()

@@ -80,7 +80,7 @@ def strip_telnet(data: bytes, state: int = DATA) -> tuple[bytes, int, int]:
             rest, marks = finished
             out, state, more = strip_telnet(rest)
             return out, state, marks + more
-    elif b"\xff" not in data:
+    elif IAC not in data:  # an int: a byte search without bytes-in-bytes' TypeError on the way
         return data, DATA, 0
     elif b"\xff\xfa" not in data and not _OPTION_IAC.search(data):
         # No subnegotiation, and no IAC as an option byte: every IAC starts a sequence, so the

@@ -61,7 +61,8 @@ class BinaryProtocol(Connection):
         # of a one-request read. The idle clock is only a timestamp (moving the timer on every
         # read would cost more than the rest of such a read; timeoutConnection moves it)
         self._active = True
-        self.last_active = self._now()
+        now = self._now  # an instance attribute: read as one, since a method-style call would not specialize
+        self.last_active = now()
         if self.backlog is not None or self.writes_paused or self.waiting:
             self.read_later(data)
             return

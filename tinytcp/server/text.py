@@ -21,7 +21,7 @@ from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
-from tinytcp.protocol.telnet import DATA, WILL_TIMING_MARK, strip_telnet
+from tinytcp.protocol.telnet import DATA, IAC, WILL_TIMING_MARK, strip_telnet
 from tinytcp.protocol.wire import CRLF, encode_text_reply
 from tinytcp.server.connection import FLUSH_SIZE, Connection
 from tinytcp.server.state import Server
@@ -73,11 +73,14 @@ class TextProtocol(Connection):
         # of a one-request read. The idle clock is only a timestamp (moving the timer on every
         # read would cost more than the rest of such a read; timeoutConnection moves it)
         self._active = True
-        self.last_active = self._now()
+        now = self._now  # an instance attribute: read as one, since a method-style call would not specialize
+        self.last_active = now()
         if self.backlog is not None or self.writes_paused or self.waiting:
             self.read_later(data)
             return
-        if self._telnet != DATA or b"\xff" in data:
+        # IAC (0xFF) tested as an int: `bytes in bytes` first tries the operand as an int and
+        # builds and drops a TypeError (about 1,300 instructions), an int is tested at once
+        if self._telnet != DATA or IAC in data:
             data, self._telnet, marks = strip_telnet(data, self._telnet)
             if marks:
                 self.transport.write(WILL_TIMING_MARK * marks)
@@ -121,7 +124,10 @@ class TextProtocol(Connection):
                 answer = UNKNOWN_COMMAND
             else:
                 calls[command.code] += 1
-                answer = command.handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
+                # read as an attribute, then called: command.handler(...) compiles to a method
+                # lookup, which CPython 3.11 cannot specialize for a function held by the instance
+                handler = command.handler
+                answer = handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
             if answer.__class__ is bytes:
                 data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
             elif answer.__class__ is Reply:

@@ -46,6 +46,19 @@ class WriteThroughTransport(tcp.Server):
     bytes_in = 0
     bytes_out = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        tcp.Server.__init__(self, *args, **kwargs)
+        # What doRead and write test on every call, held by the instance although the
+        # classes give the same defaults: CPython 3.11 specializes an attribute load only
+        # when the instance holds the value, and takes a generic lookup through the
+        # classes (a few hundred instructions) for a class attribute.
+        self.bufferSize = self.bufferSize
+        self.TLS = False
+        self._aborting = False
+        self._writeDisconnected = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+
     def doRead(self) -> Any:
         """tcp.Connection.doRead, handing the data to the protocol without another call between."""
         try:

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import error
+from tinytcp.protocol.lines import LF
 from tinytcp.protocol.wire import CRLF, encode_text_reply
 from tinytcp.protocol.wsguard import MessageSizeGuard
 from tinytcp.server.state import Server, describe_peer
@@ -205,7 +206,7 @@ class WebSocketBridge:
         """One message is one request line: no line breaks inside, at most --max-line bytes."""
         if len(line) > self.max_line:  # the guard has refused it already; kept for other callers
             self._too_long()
-        elif b"\n" in line:
+        elif LF in line:
             self._answer(errors.BAD_ARGUMENTS)
         else:
             self.text.dataReceived(line + b"\n")
