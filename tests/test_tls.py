@@ -309,3 +309,27 @@ class TwistedTLSListenerTests(unittest.TestCase):
             result = run_client(*tls, *cert, "ECHO hi")
             self.assertEqual((result.returncode, result.stdout), (2, ""), result)
             self.assertIn("TLS: the server", result.stderr)
+
+
+class WithoutTLSTests(unittest.SynchronousTestCase):
+    """A server with no TLS listener, no --client-ca and no rediss:// does not load pyOpenSSL
+    (tinytcp/lean.py: about 13 MiB of memory at rest); one with a TLS listener does."""
+
+    @staticmethod
+    def maps(server: RunningServer) -> str:
+        with open(f"/proc/{server.process.pid}/maps", encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def test_plain_listeners_leave_pyopenssl_unloaded(self) -> None:
+        server = RunningServer()
+        self.addCleanup(server.stop)
+        with server.connect() as sock:
+            read_lines(sock, 1)
+            sock.sendall(b"ECHO plain\n")
+            self.assertEqual(read_lines(sock, 1), [b"ECHO plain"])
+        self.assertNotIn("cryptography", self.maps(server))
+
+    def test_a_tls_listener_loads_it(self) -> None:
+        server = RunningServer("--port", ssl_listener(make_pki()), binary=False)
+        self.addCleanup(server.stop)
+        self.assertIn("cryptography", self.maps(server))

@@ -606,16 +606,12 @@ def install_reactor(tls: bool = True) -> Any:
     pyOpenSSL can still be imported afterwards.
     """
     if "twisted.internet.reactor" not in sys.modules:
-        blocked = not tls and "OpenSSL" not in sys.modules
-        if blocked:
-            sys.modules["OpenSSL"] = None  # type: ignore[assignment]  # import raises ImportError
-        try:
+        from tinytcp.lean import without_openssl
+
+        with without_openssl(not tls):
             from twisted.internet import asyncioreactor
 
             asyncioreactor.install()
-        finally:
-            if blocked and sys.modules.get("OpenSSL", False) is None:
-                del sys.modules["OpenSSL"]
     from twisted.internet import reactor
 
     return reactor

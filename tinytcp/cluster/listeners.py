@@ -21,7 +21,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort
@@ -79,6 +79,8 @@ def tcp_parameters(endpoint: Any) -> tuple[str, int, int] | None:
     Twisted keeps them in attributes of its endpoint classes; a TLS wrapper (tls:) holds the
     TCP endpoint it wraps (tinytcp/cluster/worker.py puts the inherited socket in its place).
     """
+    from twisted.internet import endpoints  # after the reactor is chosen (tap.py)
+
     for attribute in WRAPPED:
         inner = getattr(endpoint, attribute, None)
         if inner is not None:
@@ -111,6 +113,8 @@ def bind_tcp(interface: str, port: int, backlog: int, reuse_port: bool) -> socke
 
 def bind_listener(mode: str, value: str, workers: int, way: str, reactor: Any) -> Listener:
     """Bind one listener for ``workers`` workers; a failure is a StartupError with today's line."""
+    from twisted.internet import endpoints  # after the reactor is chosen (tap.py)
+
     description = endpoint_description(value)
     endpoint = endpoints.serverFromString(reactor, description)
     listener = Listener(mode, value, description)

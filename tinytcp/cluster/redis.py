@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -97,6 +97,8 @@ def parse_url(url: str) -> RedisAddress:
 
 def client_endpoint(reactor: Any, address: RedisAddress) -> Any:
     """The Twisted client endpoint that reaches ``address`` (TLS checked against its host name)."""
+    from twisted.internet import endpoints  # after the reactor is chosen (tap.py)
+
     if address.path is not None:
         return endpoints.UNIXClientEndpoint(reactor, address.path, timeout=CONNECT_TIMEOUT)
     endpoint = endpoints.HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)

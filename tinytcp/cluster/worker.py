@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import endpoints, main
+from twisted.internet import main
 from twisted.internet.interfaces import IReadDescriptor, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -84,6 +84,8 @@ def adopted_endpoint(reactor: Any, description: str, fd: int, family: str) -> IS
     description (the same certificates, the same SNI folder), so the protocols see the same
     transport as in a single process; only the socket under it is adopted instead of bound.
     """
+    from twisted.internet import endpoints  # after the reactor is chosen (tap.py)
+
     if description.lower().startswith(PROXIED):
         # behind a load balancer: the PROXY header first (tinytcp/server/proxied.py)
         from tinytcp.server.proxied import ProxiedEndpoint

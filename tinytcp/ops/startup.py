@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import endpoints
 from twisted.python.usage import UsageError
 
 #: what ``pip install`` needs for ``ssl:`` endpoints (setup.cfg's extra of the same name)
@@ -79,6 +78,8 @@ def check_endpoint(option: str, value: str, description: str, reactor: Any) -> N
     """
     if BARE_PORT.fullmatch(value) and int(value) > 65535:
         raise UsageError(f"--{option}: {value!r} is not a port number (0-65535)")
+    from twisted.internet import endpoints  # after the reactor (tap.py decides about TLS first)
+
     try:
         endpoints.serverFromString(reactor, description)
     except Exception as e:  # Twisted's parsers raise anything from TypeError to OpenSSL errors

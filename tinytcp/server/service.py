@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer, endpoints, error, tcp
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -20,7 +20,6 @@ from tinytcp.ops.startup import StartupError
 from tinytcp.server.binary import BinaryProtocol
 from tinytcp.server.state import Server, Settings
 from tinytcp.server.text import TextProtocol
-from tinytcp.server.transport import WriteThroughTransport
 
 if TYPE_CHECKING:
     from tinytcp.cluster.room import SharedRoom
@@ -60,6 +59,8 @@ def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
         from tinytcp.server.proxied import proxied_endpoint
 
         return proxied_endpoint(reactor, description)  # type: ignore[no-any-return]
+    from twisted.internet import endpoints  # once the reactor is chosen (tap.py: TLS only if used)
+
     return endpoints.serverFromString(reactor, description)
 
 
@@ -145,6 +146,10 @@ class ListenService(Service):
             return port
         # tcp.Port builds each connection's transport from this attribute (its documented
         # hook); TLS runs over the same TCP transport, unix sockets keep their own
+        from twisted.internet import tcp
+
+        from tinytcp.server.transport import WriteThroughTransport
+
         if getattr(port, "transport", None) is tcp.Server:
             port.transport = WriteThroughTransport  # type: ignore[attr-defined]
         if not self.announce:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getopt
 import os
+import re
 import signal
 import sys
 from typing import Any
@@ -17,6 +18,7 @@ from tinytcp import __version__
 from tinytcp.auth.service import DEFAULT_ACCOUNTS
 from tinytcp.cluster.listeners import WORKER_SOCKETS
 from tinytcp.cluster.worker import from_environ
+from tinytcp.lean import without_openssl
 from tinytcp.ops import config, logs
 from tinytcp.ops.startup import (
     MAX_FRAME_LIMIT,
@@ -33,6 +35,9 @@ from tinytcp.web.origin import origin_of
 
 #: how usage errors start, so the operator sees which program and subcommand complained
 PROG = "twistd tinytcp"
+
+#: an endpoint description that runs TLS: ssl: or tls:, first or under a wrapper (haproxy:ssl:)
+TLS_DESCRIPTION = re.compile(r"(?:^|:)(?:ssl|tls):", re.IGNORECASE)
 
 #: options given once per listener; in a config file they take one value or a list
 LISTS = frozenset({"port", "binary-port", "web-port", "web-origin"})
@@ -418,8 +423,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if worker is None:
             self.check_workers()
         logs.install(getattr(self, "parent", None), self["log-format"], worker is not None)
-        use_tinytcp_reactor()
-        from twisted.internet import reactor
+        with without_openssl(not self.uses_tls()):
+            use_tinytcp_reactor()
+            from twisted.internet import endpoints, reactor  # noqa: F401  (imported under the decision)
 
         if worker is not None:
             # the supervisor checked every listener and bound it; a worker inherits the sockets
@@ -474,6 +480,15 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 f"--workers {workers}: --metrics-port is not supported with workers (each worker counts for itself);"
                 " ask each worker with INFO, or run one process"
             )
+
+    def uses_tls(self) -> bool:
+        """Whether this configuration needs pyOpenSSL: a TLS listener (``ssl:``, ``tls:``, also
+        behind ``haproxy:``), ``--client-ca``, or Redis over TLS (``rediss://``).  Without it, the
+        server runs without loading pyOpenSSL (tinytcp/lean.py)."""
+        listeners = [*self["port"], *self["binary-port"], *self["web-port"], self["metrics-port"] or ""]
+        if any(TLS_DESCRIPTION.search(value) for value in listeners):
+            return True
+        return bool(self["client-ca"]) or (self["redis"] or "").lower().startswith("rediss:")
 
     def check_security_options(self) -> None:
         """Accounts from one source, and a --client-ca file that holds certificates."""
