@@ -9,18 +9,14 @@ import subprocess
 import tempfile
 import time
 
+from tests.support import free_port
+
 
 def redis_server_path() -> str | None:
     """Debian's redis-server (package redis-server; .ci/run installs it)."""
     return shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RunningRedis:

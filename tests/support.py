@@ -16,6 +16,13 @@ import time
 LISTENING = re.compile(r"(text|binary|web) mode listening on (?:tcp|ssl):(?:127\.\d+\.\d+\.\d+|0\.0\.0\.0):(\d+)")
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def twistd_path() -> str:
     """The twistd of the Python running the tests (the one tinytcp is installed in)."""
     beside = os.path.join(os.path.dirname(sys.executable), "twistd")

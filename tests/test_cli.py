@@ -14,8 +14,7 @@ from contextlib import redirect_stderr
 
 from twisted.trial import unittest
 
-from tests.support import RunningServer
-from tests.test_client import free_port
+from tests.support import RunningServer, free_port
 from tinytcp.client import cli
 
 TIME_LINE = re.compile(r"^TIME \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")

@@ -6,7 +6,6 @@ need no reactor and no sleeps; the end-to-end tests talk to a real ``twistd tiny
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from twisted.internet import defer, endpoints, error, threads
@@ -15,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.support import RunningServer
+from tests.support import RunningServer, free_port
 from tinytcp.client import (
     BinaryClient,
     Client,
@@ -34,13 +33,6 @@ from tinytcp.protocol.reply import Code, Reply
 from tinytcp.protocol.wire import encode_frame
 
 WELCOME = b"WELCOME tinytcp test ready\r\n"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Harness:

@@ -13,8 +13,8 @@ import unittest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.redis_server import RunningRedis, free_port, redis_server_path
-from tests.support import RunningServer
+from tests.redis_server import RunningRedis, redis_server_path
+from tests.support import RunningServer, free_port
 from tests.test_e2e import recv_frames
 from tests.test_e2e_cluster import Lines, eventually
 from tinytcp.protocol.reply import Code

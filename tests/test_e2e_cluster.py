@@ -15,8 +15,8 @@ import urllib.request
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.certs import make_pki
-from tests.redis_server import RunningRedis, free_port, redis_server_path
-from tests.support import RunningServer, start_twistd
+from tests.redis_server import RunningRedis, redis_server_path
+from tests.support import RunningServer, free_port, start_twistd
 from tests.test_e2e import recv_frames
 from tests.test_workers import one_client_per_worker
 from tinytcp.cluster.redis import REPLY_TIMEOUT

@@ -12,15 +12,9 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.support import read_lines, read_until_closed, twistd_path
+from tests.support import free_port, read_lines, read_until_closed, twistd_path
 from tinytcp.ops.systemd import name_unnamed_sockets
 from tinytcp.protocol.wire import encode_frame
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def connect(port: int, timeout: float = 20.0) -> socket.socket:

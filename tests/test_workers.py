@@ -19,10 +19,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.certs import make_pki
-from tests.support import RunningServer, read_lines, read_until_closed, start_twistd, twistd_path
+from tests.support import RunningServer, free_port, read_lines, read_until_closed, start_twistd, twistd_path
 from tests.test_e2e_ops import _kill
 from tests.test_systemd import connect as connect_activated
-from tests.test_systemd import free_port
 from tinytcp.cluster import supervisor as supervisor_module
 from tinytcp.cluster.listeners import bind_tcp
 from tinytcp.cluster.supervisor import Supervisor, describe_end, worker_arguments
