@@ -17,6 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from tinytcp.ops.startup import StartupError
+from tinytcp.protocol.core import COMMANDS, Core
 from tinytcp.server.binary import BinaryProtocol
 from tinytcp.server.state import Server, Settings
 from tinytcp.server.text import TextProtocol
@@ -254,15 +255,13 @@ def make_service(
         def endpoint_for(mode: str, description: str) -> IStreamServerEndpoint:
             return server_endpoint(reactor, description)
 
-    from tinytcp.protocol.core import Core
-
     room = None
     if settings.redis is not None:
         from tinytcp.cluster.redis import parse_url
         from tinytcp.cluster.room import SharedRoom
 
         room = SharedRoom(parse_url(settings.redis), reactor, settings.redis_ttl)
-    core = Core(room=room)
+    commands = COMMANDS
     accounts_service = None
     if settings.accounts is not None or checkers:
         from tinytcp.auth.commands import Policy
@@ -277,9 +276,9 @@ def make_service(
             window=settings.login_window,
         )
         accounts = make_accounts(policy, reactor)
-        core = Core(commands=accounts.commands(), room=room)
+        commands = accounts.commands()
         accounts_service = AccountsService(accounts, settings.accounts, settings.bcrypt_rounds, checkers)
-    server = Server(settings, core=core, reactor=reactor)
+    server = Server(settings, core=Core(commands=commands, room=room), reactor=reactor)
     service = TinyService(server, room)
     if accounts_service is not None:
         accounts_service.setServiceParent(service)
