@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tinytcp.server.service import PROXIED
+
 log = Logger(namespace="tinytcp")
 
 #: the environment variable that makes ``twistd tinytcp`` a worker
@@ -54,9 +56,6 @@ def from_environ(environ: Mapping[str, str] | None = None) -> WorkerInfo | None:
     data = json.loads(value)
     return WorkerInfo(int(data["index"]), int(data["count"]), tuple((int(fd), str(f)) for fd, f in data["fds"]))
 
-
-#: the prefix of listeners behind a load balancer that sends the PROXY protocol header
-PROXIED = "haproxy:"
 
 #: where Twisted's TLS wrapper endpoints keep the endpoint they run TLS over: tls: (an
 #: SNI folder of certificates) in ``endpoint``, other wrappers in ``_wrappedEndpoint``

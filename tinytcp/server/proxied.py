@@ -23,8 +23,6 @@ from zope.interface import directlyProvides, providedBy
 #: seconds a balancer's connection may take to send its PROXY header
 HEADER_TIMEOUT = 10.0
 
-PREFIX = "haproxy:"
-
 
 class HeaderFirst(HAProxyProtocolWrapper):
     """Reads the PROXY header, then connects tinytcp's protocol with the client's address."""
@@ -93,10 +91,3 @@ class ProxiedEndpoint:
 
     def listen(self, factory: Any) -> Any:
         return self.inner.listen(HeaderFirstFactory(factory, self.clock))
-
-
-def proxied_endpoint(reactor: Any, description: str) -> Any:
-    """The endpoint for a ``haproxy:<endpoint description>`` listener."""
-    from twisted.internet import endpoints
-
-    return ProxiedEndpoint(endpoints.serverFromString(reactor, description[len(PREFIX) :]), reactor)

@@ -53,13 +53,17 @@ def endpoint_description(port: str) -> str:
     return port
 
 
+#: the prefix of listeners behind a load balancer that sends the PROXY protocol header
+PROXIED = "haproxy:"
+
+
 def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     """The endpoint a (checked) description names; ``haproxy:`` ones connect tinytcp's protocol
     only once the PROXY header has named the client (tinytcp/server/proxied.py)."""
-    if description.lower().startswith("haproxy:"):
-        from tinytcp.server.proxied import proxied_endpoint
+    if description.lower().startswith(PROXIED):
+        from tinytcp.server.proxied import ProxiedEndpoint
 
-        return proxied_endpoint(reactor, description)  # type: ignore[no-any-return]
+        return ProxiedEndpoint(server_endpoint(reactor, description[len(PROXIED) :]), reactor)
     from twisted.internet import endpoints  # once the reactor is chosen (tap.py: TLS only if used)
 
     return endpoints.serverFromString(reactor, description)
