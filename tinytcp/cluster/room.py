@@ -112,10 +112,9 @@ return {lost, others}
 WHO = b"""
 local node = ARGV[1]
 local now = tonumber(redis.call('TIME')[1])
-local nicks, guests, nodes = {}, 0, 0
+local nicks, guests = {}, 0
 for _, other in ipairs(redis.call('ZRANGEBYSCORE', 'tinytcp:nodes', now, '+inf')) do
   if other ~= node then
-    nodes = nodes + 1
     local fields = redis.call('HGETALL', 'tinytcp:node:' .. other)
     for i = 1, #fields, 2 do
       if fields[i] == '#guests' then guests = guests + tonumber(fields[i + 1])
@@ -123,7 +122,7 @@ for _, other in ipairs(redis.call('ZRANGEBYSCORE', 'tinytcp:nodes', now, '+inf')
     end
   end
 end
-return {nicks, guests, nodes}
+return {nicks, guests}
 """
 
 #: this node stops cleanly: its entry goes at once (its members have left already)
@@ -164,7 +163,6 @@ class SharedRoom(Room):
         self.claiming: set[bytes] = set()
         #: members of the other live nodes at the last heartbeat (for SAY's count)
         self.others = 0
-        self.nodes_seen = 0
         self._guest_next = 0
         self._guest_end = 0
         self._refilling = False
@@ -184,10 +182,6 @@ class SharedRoom(Room):
         leaving = self.link.eval(LEAVE, self.node) if self.link.up else defer.succeed(None)
         leaving.addErrback(lambda _: None)
         return leaving.addCallback(lambda _: self.link.stop())
-
-    @property
-    def up(self) -> bool:
-        return self.link.up
 
     def _up(self) -> None:
         self.heartbeat()
@@ -245,8 +239,6 @@ class SharedRoom(Room):
             if member not in self.members:  # left while Redis was asked
                 self._release(lower)
                 return nick
-            if self.holder(nick) is not None:  # cannot happen: claiming kept others out
-                return error(errors.NICK_TAKEN)
             self.rename(member, nick)
             return nick
 
@@ -324,17 +316,14 @@ class SharedRoom(Room):
             return unavailable()
 
         def listed(answer: Any) -> bytes:
-            nicks, guests, _nodes = answer
-            everyone = sorted([*nicks, *self.nicks_here()], key=lambda n: (n.lower(), n))
+            nicks, guests = answer
+            everyone = sorted([*nicks, *(m.nick for m in self.nicks.values())], key=lambda n: (n.lower(), n))
             guests = int(guests) + len(self.members) - len(self.nicks)
             if guests:
                 everyone.append(b"+%d" % guests)
             return b" ".join(everyone)
 
         return self.link.eval(WHO, self.node).addCallbacks(listed, lambda _: unavailable())
-
-    def nicks_here(self) -> list[bytes]:
-        return [m.nick for m in self.nicks.values()]
 
     # heartbeat
     def heartbeat(self) -> defer.Deferred[Any] | None:

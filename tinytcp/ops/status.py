@@ -102,8 +102,8 @@ def collect(server: Server) -> dict[str, dict[str, Value]]:
         "pid": os.getpid(),
         "uptime_seconds": int(stats.clock() - stats.started),
         "reactor": f"{type(reactor).__module__}.{type(reactor).__qualname__}",
-        "worker": getattr(server, "worker", 1),
-        "workers": getattr(server, "workers", 1),
+        "worker": server.worker,
+        "workers": server.workers,
     }
     clients: dict[str, Value] = {
         "connected": len(open_connections),
@@ -135,9 +135,7 @@ def collect(server: Server) -> dict[str, dict[str, Value]]:
         "nicks": len(room.nicks),
         "guests": len(room.members) - len(room.nicks),
     }
-    shared = getattr(room, "status", None)  # tinytcp/cluster/room.py: the room spans nodes
-    if shared is not None:
-        chat.update(shared())
+    chat.update(room.status())  # what a room shared between nodes adds (tinytcp/cluster/room.py)
     return {"server": server_section, "clients": clients, "stats": stats_section, "chat": chat}
 
 

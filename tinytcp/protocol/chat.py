@@ -170,6 +170,10 @@ class Room:
             words.append(b"+%d" % guests)
         return b" ".join(words)
 
+    def status(self) -> dict[str, Any]:
+        """INFO chat's fields beyond the member counts: none for a room of this process alone."""
+        return {}
+
     def announce(self, text: bytes, exclude: Member | None = None) -> None:
         """A presence notice, ``MSG * <text>``, to the members that have a nick."""
         recipients = [m for m in self.nicks.values() if m is not exclude]
