@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from tinytcp.cluster.listeners import Listener
 from tinytcp.cluster.worker import ENV, WorkerInfo
+from tinytcp.server.service import stop_on_sighup
 
 log = Logger(namespace="tinytcp")
 
@@ -137,13 +138,9 @@ class Supervisor(Service):
     def startService(self) -> None:
         Service.startService(self)
         if self.stop_on_hangup:
-            signal.signal(signal.SIGHUP, self._hangup)
+            stop_on_sighup(self.reactor)
         for index in range(1, self.count + 1):
             self.spawn(index)
-
-    def _hangup(self, signum: int, frame: Any) -> None:
-        log.info("tinytcp: SIGHUP: stopping cleanly, as on SIGTERM")
-        self.reactor.callFromThread(self.reactor.stop)
 
     def spawn(self, index: int) -> None:
         """Start worker ``index`` (1-based) on its share of every listener."""

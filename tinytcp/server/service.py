@@ -188,6 +188,16 @@ def describe_host(address: Any, description: str = "tcp:") -> str:
     return f"unix:{name or '?'}"
 
 
+def stop_on_sighup(reactor: Any) -> None:
+    """A daemon's SIGHUP stops it cleanly, like SIGTERM: tinytcp has nothing to reload."""
+
+    def hangup(signum: int, frame: Any) -> None:
+        log.info("tinytcp: SIGHUP: stopping cleanly, as on SIGTERM")
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
 class TinyService(MultiService):
     """All listeners plus the shared Server; on stop it stops listening, then says BYE to everyone."""
 
@@ -206,12 +216,7 @@ class TinyService(MultiService):
         if self.shared_room is not None:
             self.shared_room.start()
         if self.stop_on_hangup:
-            signal.signal(signal.SIGHUP, self._hangup)
-
-    def _hangup(self, signum: int, frame: Any) -> None:
-        log.info("tinytcp: SIGHUP: stopping cleanly, as on SIGTERM")
-        reactor = self.server.reactor
-        reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+            stop_on_sighup(self.server.reactor)
 
     def stopService(self) -> defer.Deferred[None]:
         stopped = defer.maybeDeferred(MultiService.stopService, self)

@@ -470,7 +470,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         workers = self["workers"]
         if workers == 1:
             return
-        if self.get("redis") is None and not self["separate-rooms"]:
+        if self["redis"] is None and not self["separate-rooms"]:
             raise usage.UsageError(
                 f"--workers {workers}: each worker would have its own chat room; add --redis URL to share one room,"
                 " or --separate-rooms to allow one room per worker"
