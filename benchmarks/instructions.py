@@ -1,7 +1,7 @@
 """Instructions per request of the protocol code alone, counted by valgrind: a figure that
 does not move when other programs share the machine.
 
-    python benchmarks/instructions.py                       # REVERSE and ECHO, both formats
+    python benchmarks/instructions.py                       # REVERSE, ECHO and mixed, both formats
     python benchmarks/instructions.py --command reverse --per-read 1
 
 For each case it runs ``--feed`` in this file under ``valgrind --tool=callgrind`` twice, with
@@ -28,7 +28,19 @@ COMMANDS = {"echo": (1, b"ECHO "), "reverse": (2, b"REVERSE ")}
 
 
 def requests(mode: str, command: str, count: int) -> bytes:
-    """One read of ``count`` requests with 32-byte ASCII payloads."""
+    """One read of ``count`` requests with 32-byte ASCII payloads (``mixed``: loadgen.py's
+    rotation of ECHO, REVERSE, HELP, HELP ECHO and an unknown command)."""
+    if command == "mixed":
+        sys.path.insert(0, HERE)
+        import loadgen
+
+        kinds = loadgen.MIXED
+        learned = {"help": b"", "help_echo": b""}  # the replies are not checked here
+        pairs = (
+            loadgen.request_pair(kinds[i % len(kinds)], (f"{i:x}-".encode() + b"x" * 32)[:32], mode == "text", learned)
+            for i in range(count)
+        )
+        return b"".join(request for request, _ in pairs)
     code, word = COMMANDS[command]
     out = []
     for i in range(count):
@@ -86,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=("tinytcp", "reference"), nargs="*", default=["tinytcp", "reference"])
     parser.add_argument("--mode", choices=("binary", "text"), nargs="*", default=["binary", "text"])
-    parser.add_argument("--command", choices=tuple(COMMANDS), nargs="*", default=["reverse", "echo"])
+    parser.add_argument("--command", choices=(*COMMANDS, "mixed"), nargs="*", default=["reverse", "echo", "mixed"])
     parser.add_argument("--per-read", type=int, nargs="*", default=[256])
     parser.add_argument("--feed", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -61,6 +61,7 @@ class Session:
 
     __slots__ = (
         "requests",
+        "codes",
         "nick",
         "guest",
         "mode",
@@ -80,6 +81,11 @@ class Session:
         push: Callable[[bytes], None] = no_push,
     ) -> None:
         self.requests = 0
+        #: the command codes of requests answered but not yet folded into ``requests`` and
+        #: the core's ``calls`` (``Core.tally``): the request loops append one byte per
+        #: request, where two counter updates would each allocate a new int past 256
+        #: (0 for a request that named no command)
+        self.codes = bytearray()
         self.nick: bytes | None = None
         self.guest = 0
         self.say_tokens = 0.0
@@ -142,10 +148,10 @@ def _time(core: Core, session: Session, argument: bytes | None) -> Answer:
 def _help(core: Core, session: Session, argument: bytes | None) -> Answer:
     if not argument:
         return core.help_list
-    command = core.by_name.get(argument.upper())
-    if command is None:
+    usage = core.usages.get(argument.upper())
+    if usage is None:
         return error(errors.UNKNOWN_COMMAND)
-    return command.usage.encode("utf-8")
+    return usage
 
 
 def _quit(core: Core, session: Session, argument: bytes | None) -> Answer:
@@ -235,12 +241,34 @@ class Core:
         for code, command in self.by_code.items():
             self.frame_handlers[code] = command.handler
         self.help_list = " ".join(command.name for command in commands).encode("ascii")
+        #: HELP <name>'s payload by command name or alias, encoded once
+        self.usages = {name: command.usage.encode("utf-8") for name, command in self.by_name.items()}
         #: requests per command code, for INFO; [0] counts requests that named no command
         #: (a list index, not a dict lookup: it is bumped on every request the core runs)
         self.calls = [0] * 256
         #: INFO's payload for a section (None: all), or None for no such section; the
         #: server replaces this with tinytcp.ops.status.info, which knows more than the core
         self.status: Callable[[bytes | None], bytes | None] = self.chat_status
+
+    def tally(self, session: Session) -> None:
+        """Fold the codes the request loops recorded in ``session.codes`` into
+        ``session.requests`` and ``calls``: the loops do when a session holds a few hundred,
+        INFO and /metrics for every connection before they read the counters, and a closing
+        connection before its totals are kept."""
+        codes = session.codes
+        count = len(codes)
+        if not count:
+            return
+        session.requests += count
+        calls = self.calls
+        first = codes[0]
+        same = codes.count(first)
+        calls[first] += same
+        if same != count:
+            for code in set(codes):
+                if code != first:
+                    calls[code] += codes.count(code)
+        codes.clear()
 
     def chat_status(self, section: bytes | None) -> bytes | None:
         """INFO from what the core alone knows: the chat room."""

@@ -42,3 +42,7 @@ def error(name: str) -> Reply:
 
 _ERROR_REPLIES = {name: Reply(Code.ERROR, name.encode("ascii")) for name in errors.ERRORS}
 BYE = Reply(Code.QUIT, b"BYE", close=True)
+#: the replies that are constants (every documented error, BYE): the request loops encode
+#: each once, with the error's name beside it
+CONSTANT_REPLIES: dict[Reply, str | None] = {reply: name for name, reply in _ERROR_REPLIES.items()}
+CONSTANT_REPLIES[BYE] = None

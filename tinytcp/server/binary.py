@@ -17,15 +17,32 @@ from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.framing import FrameSplitter
+from tinytcp.protocol.reply import CONSTANT_REPLIES
 from tinytcp.protocol.wire import HEADER, HEADER_SIZE, encode_frame_reply
-from tinytcp.server.connection import FLUSH_SIZE, Connection
+from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection
 from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
 
 UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
+#: the constant replies (errors, BYE) as frames, with the error's name (None for BYE)
+ENCODED = {reply: (encode_frame_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
 _pack = HEADER.pack
 _unpack = HEADER.unpack_from
+
+#: payloads of a frame shorter than SMALL (connection.py)
+SMALL_PAYLOAD = SMALL - HEADER_SIZE
+#: per reply code, the headers of payloads of each length under SMALL_PAYLOAD, built at the
+#: code's first small reply (about 11 KB per code a server answers with)
+SMALL_HEADERS: list[list[bytes] | None] = [None] * 256
+
+
+def small_headers(code: int) -> list[bytes]:
+    """The headers of code's small frames, by payload length (SMALL_HEADERS)."""
+    table = SMALL_HEADERS[code] = [_pack(code, length) for length in range(SMALL_PAYLOAD)]
+    return table
+
 
 #: payloads at least this long are written as their own piece, not copied behind a header
 LARGE_PAYLOAD = 16 * 1024
@@ -45,7 +62,6 @@ class BinaryProtocol(Connection):
         # what the request loop reaches for on every read, one attribute away
         self._core = server.core
         self._handlers = server.core.frame_handlers
-        self._calls = server.core.calls
 
     def connectionMade(self) -> None:
         self.start()
@@ -84,17 +100,28 @@ class BinaryProtocol(Connection):
         As in text mode, the loop dispatches through the core's table and frames a handler's
         payload with its command's code, with no Reply on the way of a successful request;
         ``Core.frame_request`` is the plain way, and the property tests hold the loop to it.
+        Requests are counted as one byte each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
+        append = out.append
+        # replies since the last write are counted down from FLUSH_COUNT, and count as SMALL
+        # bytes each; only larger ones add their bytes to ``unflushed``, which keeps a sum past
+        # 256 (an int that every update would allocate) off the path of a small reply
+        room = FLUSH_COUNT
         unflushed = 0
+        tables = SMALL_HEADERS
+        encoded = ENCODED
         core = self._core
         session = self.session
+        count = self._count
+        if len(session.codes) >= FOLD:
+            core.tally(session)
         handlers = self._handlers
-        calls = self._calls
         verbose = self._verbose
         data, offset, first = pending
         frames = self.frames
         size = len(data)
+        last = size - HEADER_SIZE  # a header starts at or before this (a test that allocates no int)
         max_frame = self.max_frame
         code: Any
         payload: Any
@@ -103,55 +130,82 @@ class BinaryProtocol(Connection):
                 code, payload = first
                 first = None
             else:
-                if size - offset < HEADER_SIZE:
+                if offset > last:
                     break
                 code, length = _unpack(data, offset)
                 if length > max_frame:
                     frames.too_large = (code, length)
                     break
-                end = offset + HEADER_SIZE + length
-                if end > size:
+                start = offset + HEADER_SIZE
+                offset = start + length
+                if offset > size:
+                    offset = start - HEADER_SIZE
                     break
-                payload = data[offset + HEADER_SIZE : end]
-                offset = end
+                payload = data[start:offset]
             if verbose:
                 shown = loggable_payload(code, payload[:200])
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
-            session.requests += 1
             handler = handlers[code]
             if handler is None:
-                calls[0] += 1
+                count(0)
                 answer: Any = UNKNOWN_COMMAND
             else:
-                calls[code] += 1
+                count(code)
                 answer = handler(core, session, payload)
-            if answer.__class__ is not bytes:
-                if answer.__class__ is not Reply:
+            if answer.__class__ is bytes:
+                if verbose:
+                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
+                length = len(answer)
+                if length < SMALL_PAYLOAD:
+                    # a small reply: its header from the code's table, the payload beside it
+                    # (joined once per write, where header + payload would copy it twice)
+                    table = tables[code]
+                    if table is None:
+                        table = small_headers(code)
+                    append(table[length])
+                    append(answer)
+                elif length < LARGE_PAYLOAD:
+                    append(_pack(code, length) + answer)
+                    unflushed += length
+                else:
                     self._flush(out)
-                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
-                    return
-                reply, code, answer = answer, answer.code, answer.payload
-                if code == Code.ERROR:
-                    self.log_error(answer.decode("ascii"))
-                elif reply.close:
-                    out.append(_pack(code, len(answer)) + answer)
+                    out = []
+                    append = out.append
+                    self.transport.writeSequence((_pack(code, length), answer))
+                    unflushed += length
+            elif answer.__class__ is Reply:
+                prepared = encoded.get(answer)
+                if prepared is None:
+                    frame = encode_frame_reply(answer)
+                    name = answer.payload.decode("ascii") if answer.code == ERROR else None
+                else:
+                    frame, name = prepared
+                if name is not None:
+                    self.log_error(name)
+                elif answer.close:
+                    append(frame)
                     self._flush(out)
                     self.hang_up("client said QUIT")
                     return
-            if verbose:
-                log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
-            length = len(answer)
-            if length < LARGE_PAYLOAD:
-                out.append(_pack(code, length) + answer)
+                if verbose:
+                    shown = answer.payload[:200]
+                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
+                append(frame)
+                if len(frame) >= SMALL:
+                    unflushed += len(frame)
             else:
                 self._flush(out)
-                out = []
-                self.transport.writeSequence((_pack(code, length), answer))
-            unflushed += length
-            if unflushed >= FLUSH_SIZE:
+                self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
+                return
+            room -= 1
+            if room and not unflushed:
+                continue
+            if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
+                append = out.append
                 unflushed = 0
+                room = FLUSH_COUNT
                 if self.writes_paused:
                     self.hold((data, offset, None))
                     return

@@ -42,6 +42,13 @@ LOGGED_ERRORS = 3
 
 #: replies gathered before they are written and the buffer's mark is checked again
 FLUSH_SIZE = 64 * 1024
+#: a reply shorter than this counts as this many bytes toward FLUSH_SIZE, so that a run of
+#: small replies is measured by how many there are (FLUSH_COUNT of them fill FLUSH_SIZE)
+SMALL = 256
+FLUSH_COUNT = FLUSH_SIZE // SMALL
+#: request codes a session holds (``Session.codes``) before the request loop folds them into
+#: the counters; readers of the counters fold them first (``Core.tally``)
+FOLD = 256
 
 
 class Registration:
@@ -63,6 +70,8 @@ class Registration:
         """Register a new connection, or refuse it with BUSY or DENIED (protected mode); True when
         it is served."""
         self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
+        #: how the request loops count a request: its code, appended to the session's codes
+        self._count = self.session.codes.append
         self.session.address = self.transport.getPeer()
         # a WebSocket bridge over wss says so itself (tinytcp/server/websocket.py)
         self.session.tls = INegotiated.providedBy(self.transport) or getattr(self.transport, "secure", False)
@@ -101,6 +110,7 @@ class Registration:
         # refcounting, not an occasional full GC, frees a closed connection at once
         self.session.push = no_push
         self.server.remove(self)  # type: ignore[arg-type]
+        self.server.core.tally(self.session)
         self.server.stats.connection_closed(self)  # type: ignore[arg-type]
         unlogged = max(0, self.errors - LOGGED_ERRORS)
         requests = self.session.requests
@@ -116,7 +126,8 @@ class Registration:
 
     def log_error(self, name: str) -> None:
         """Count an ERROR sent to this client (for INFO); log the first few, then only count them."""
-        self.server.stats.error(name)
+        counts = self.server.stats.errors  # Stats.error inline: a flood of bad requests comes here
+        counts[name] = counts.get(name, 0) + 1
         self.errors += 1
         if self.errors <= LOGGED_ERRORS:
             log.info("{peer}: ERROR {name}", peer=self.peer, name=name)

@@ -21,9 +21,10 @@ from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
+from tinytcp.protocol.reply import CONSTANT_REPLIES
 from tinytcp.protocol.telnet import DATA, IAC, WILL_TIMING_MARK, strip_telnet
-from tinytcp.protocol.wire import CRLF, encode_text_reply
-from tinytcp.server.connection import FLUSH_SIZE, Connection
+from tinytcp.protocol.wire import CRLF, TEXT_PREFIX, encode_text_reply
+from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection
 from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
@@ -39,6 +40,11 @@ def is_utf8(line: bytes) -> bool:
 
 BAD_ENCODING = error(errors.BAD_ENCODING)
 UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
+#: the constant replies (errors, BYE) as lines, with the error's name (None for BYE)
+ENCODED = {reply: (encode_text_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
+#: a payload shorter than this makes a reply under SMALL bytes whatever its prefix
+SMALL_ANSWER = SMALL - max(map(len, TEXT_PREFIX.values())) - len(CRLF)
 
 
 class TextProtocol(Connection):
@@ -56,7 +62,6 @@ class TextProtocol(Connection):
         # what the request loop reaches for on every read, one attribute away
         self._core = server.core
         self._by_name = server.core.by_name
-        self._calls = server.core.calls
 
     def connectionMade(self) -> None:
         if self.start():
@@ -97,60 +102,86 @@ class TextProtocol(Connection):
         The loop dispatches by name through the core's table and encodes a handler's payload
         with its command's prefix, so no Reply is built on the way of a successful request;
         ``Core.text_request`` does the same in the plain way, and the property tests in
-        tests/test_text_protocol.py hold this loop to it.
+        tests/test_text_protocol.py hold this loop to it.  Requests are counted as one byte
+        each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
-        size = 0
+        append = out.append
+        # replies since the last write, counted down (see BinaryProtocol.answer_from)
+        room = FLUSH_COUNT
+        unflushed = 0
         core = self._core
         session = self.session
+        count = self._count
+        if len(session.codes) >= FOLD:
+            core.tally(session)
         by_name = self._by_name
-        calls = self._calls
         verbose = self._verbose
+        encoded = ENCODED
         for line in lines:
             parts = line.split(None, 1)
             if not parts:
                 continue  # a blank line gets no reply
             if verbose:
                 log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
-            session.requests += 1
             command = by_name.get(parts[0])
             if command is None:
                 command = by_name.get(parts[0].upper())
             if not line.isascii() and not is_utf8(line):
-                calls[0] += 1
+                count(0)
                 answer: Any = BAD_ENCODING
             elif command is None:
-                calls[0] += 1
+                count(0)
                 answer = UNKNOWN_COMMAND
             else:
-                calls[command.code] += 1
+                count(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
                 # lookup, which CPython 3.11 cannot specialize for a function held by the instance
                 handler = command.handler
                 answer = handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
             if answer.__class__ is bytes:
-                data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
+                if answer and len(answer) < SMALL_ANSWER:
+                    # the prefix, the payload and CRLF, joined once per write
+                    append(command.text_prefix)  # type: ignore[union-attr]
+                    append(answer)
+                    append(CRLF)
+                    if verbose:
+                        log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)  # type: ignore[union-attr]
+                else:
+                    data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
+                    self._append(data, append)
+                    if len(data) >= SMALL:
+                        unflushed += len(data)
             elif answer.__class__ is Reply:
-                data = encode_text_reply(answer)
-                if answer.code == Code.ERROR:
-                    self.log_error(answer.payload.decode("ascii"))
+                prepared = encoded.get(answer)
+                if prepared is None:
+                    data = encode_text_reply(answer)
+                    name = answer.payload.decode("ascii") if answer.code == ERROR else None
+                else:
+                    data, name = prepared
+                if name is not None:
+                    self.log_error(name)
                 elif answer.close:
-                    out.append(data)
+                    append(data)
                     self._flush(out)
                     self.hang_up("client said QUIT")
                     return
+                self._append(data, append)
+                if len(data) >= SMALL:
+                    unflushed += len(data)
             else:
                 self._flush(out)
                 self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
                 return
-            if verbose:
-                log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
-            out.append(data)
-            size += len(data)
-            if size >= FLUSH_SIZE:
+            room -= 1
+            if room and not unflushed:
+                continue
+            if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
-                size = 0
+                append = out.append
+                unflushed = 0
+                room = FLUSH_COUNT
                 if self.writes_paused:
                     self.hold(lines)
                     return
@@ -158,6 +189,12 @@ class TextProtocol(Connection):
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         if self.lines.too_long and not self.closing:
             self._too_long()
+
+    def _append(self, data: bytes, append: Any) -> None:
+        """Add a reply built whole (not small, or not bytes) to the write, logging it under --verbose."""
+        append(data)
+        if self._verbose:
+            log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
 
     def _flush(self, out: list[bytes]) -> None:
         if out:
