@@ -24,7 +24,9 @@ from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
 
-UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+UNKNOWN = errors.UNKNOWN_COMMAND
+UNKNOWN_PAYLOAD = UNKNOWN.encode("ascii")
+UNKNOWN_FRAME = encode_frame_reply(error(UNKNOWN))
 ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
 #: the constant replies (errors, BYE) as frames, with the error's name (None for BYE)
 ENCODED = {reply: (encode_frame_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
@@ -148,55 +150,58 @@ class BinaryProtocol(Connection):
             handler = handlers[code]
             if handler is None:
                 count(0)
-                answer: Any = UNKNOWN_COMMAND
+                self.log_error(UNKNOWN)
+                append(UNKNOWN_FRAME)
+                if verbose:
+                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD)
             else:
                 count(code)
                 answer = handler(core, session, payload)
-            if answer.__class__ is bytes:
-                if verbose:
-                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
-                length = len(answer)
-                if length < SMALL_PAYLOAD:
-                    # a small reply: its header from the code's table, the payload beside it
-                    # (joined once per write, where header + payload would copy it twice)
-                    table = tables[code]
-                    if table is None:
-                        table = small_headers(code)
-                    append(table[length])
-                    append(answer)
-                elif length < LARGE_PAYLOAD:
-                    append(_pack(code, length) + answer)
-                    unflushed += length
-                else:
-                    self._flush(out)
-                    out = []
-                    append = out.append
-                    self.transport.writeSequence((_pack(code, length), answer))
-                    unflushed += length
-            elif answer.__class__ is Reply:
-                prepared = encoded.get(answer)
-                if prepared is None:
-                    frame = encode_frame_reply(answer)
-                    name = answer.payload.decode("ascii") if answer.code == ERROR else None
-                else:
-                    frame, name = prepared
-                if name is not None:
-                    self.log_error(name)
-                elif answer.close:
+                if answer.__class__ is bytes:
+                    if verbose:
+                        log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
+                    length = len(answer)
+                    if length < SMALL_PAYLOAD:
+                        # a small reply: its header from the code's table, the payload beside it
+                        # (joined once per write, where header + payload would copy it twice)
+                        table = tables[code]
+                        if table is None:
+                            table = small_headers(code)
+                        append(table[length])
+                        append(answer)
+                    elif length < LARGE_PAYLOAD:
+                        append(_pack(code, length) + answer)
+                        unflushed += length
+                    else:
+                        self._flush(out)
+                        out = []
+                        append = out.append
+                        self.transport.writeSequence((_pack(code, length), answer))
+                        unflushed += length
+                elif answer.__class__ is Reply:
+                    prepared = encoded.get(answer)
+                    if prepared is None:
+                        frame = encode_frame_reply(answer)
+                        name = answer.payload.decode("ascii") if answer.code == ERROR else None
+                    else:
+                        frame, name = prepared
+                    if name is not None:
+                        self.log_error(name)
+                    elif answer.close:
+                        append(frame)
+                        self._flush(out)
+                        self.hang_up("client said QUIT")
+                        return
+                    if verbose:
+                        shown = answer.payload[:200]
+                        log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
                     append(frame)
+                    if len(frame) >= SMALL:
+                        unflushed += len(frame)
+                else:
                     self._flush(out)
-                    self.hang_up("client said QUIT")
+                    self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
                     return
-                if verbose:
-                    shown = answer.payload[:200]
-                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
-                append(frame)
-                if len(frame) >= SMALL:
-                    unflushed += len(frame)
-            else:
-                self._flush(out)
-                self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
-                return
             room -= 1
             if room and not unflushed:
                 continue

@@ -38,8 +38,9 @@ def is_utf8(line: bytes) -> bool:
     return True
 
 
-BAD_ENCODING = error(errors.BAD_ENCODING)
-UNKNOWN_COMMAND = error(errors.UNKNOWN_COMMAND)
+UNKNOWN = errors.UNKNOWN_COMMAND
+UNKNOWN_LINE = encode_text_reply(error(UNKNOWN))
+BAD_LINE = (errors.BAD_ENCODING, encode_text_reply(error(errors.BAD_ENCODING)))
 ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
 #: the constant replies (errors, BYE) as lines, with the error's name (None for BYE)
 ENCODED = {reply: (encode_text_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
@@ -127,52 +128,52 @@ class TextProtocol(Connection):
             command = by_name.get(parts[0])
             if command is None:
                 command = by_name.get(parts[0].upper())
-            if not line.isascii() and not is_utf8(line):
-                count(0)
-                answer: Any = BAD_ENCODING
-            elif command is None:
-                count(0)
-                answer = UNKNOWN_COMMAND
-            else:
+            if command is not None and (line.isascii() or is_utf8(line)):
                 count(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
                 # lookup, which CPython 3.11 cannot specialize for a function held by the instance
                 handler = command.handler
                 answer = handler(core, session, parts[1].rstrip() if len(parts) > 1 else None)
-            if answer.__class__ is bytes:
-                if answer and len(answer) < SMALL_ANSWER:
-                    # the prefix, the payload and CRLF, joined once per write
-                    append(command.text_prefix)  # type: ignore[union-attr]
-                    append(answer)
-                    append(CRLF)
-                    if verbose:
-                        log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)  # type: ignore[union-attr]
-                else:
-                    data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
+                if answer.__class__ is bytes:
+                    if answer and len(answer) < SMALL_ANSWER:
+                        # the prefix, the payload and CRLF, joined once per write
+                        append(command.text_prefix)  # type: ignore[union-attr]
+                        append(answer)
+                        append(CRLF)
+                        if verbose:
+                            log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)  # type: ignore[union-attr]
+                    else:
+                        data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
+                        self._append(data, append)
+                        if len(data) >= SMALL:
+                            unflushed += len(data)
+                elif answer.__class__ is Reply:
+                    prepared = encoded.get(answer)
+                    if prepared is None:
+                        data = encode_text_reply(answer)
+                        name = answer.payload.decode("ascii") if answer.code == ERROR else None
+                    else:
+                        data, name = prepared
+                    if name is not None:
+                        self.log_error(name)
+                    elif answer.close:
+                        append(data)
+                        self._flush(out)
+                        self.hang_up("client said QUIT")
+                        return
                     self._append(data, append)
                     if len(data) >= SMALL:
                         unflushed += len(data)
-            elif answer.__class__ is Reply:
-                prepared = encoded.get(answer)
-                if prepared is None:
-                    data = encode_text_reply(answer)
-                    name = answer.payload.decode("ascii") if answer.code == ERROR else None
                 else:
-                    data, name = prepared
-                if name is not None:
-                    self.log_error(name)
-                elif answer.close:
-                    append(data)
                     self._flush(out)
-                    self.hang_up("client said QUIT")
+                    self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
                     return
-                self._append(data, append)
-                if len(data) >= SMALL:
-                    unflushed += len(data)
             else:
-                self._flush(out)
-                self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
-                return
+                # the loop's own errors: not UTF-8 (whatever the word), or no such command
+                count(0)
+                name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
+                self.log_error(name)
+                self._append(reply, append)
             room -= 1
             if room and not unflushed:
                 continue
