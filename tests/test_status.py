@@ -104,6 +104,21 @@ class ServerInfoTests(SynchronousTestCase):
             (stats["errors_unknown_command"], stats["errors_bad_encoding"], stats["errors_busy"]), ("2", "1", "0")
         )
 
+    def test_counts_held_by_open_connections_are_in_info(self) -> None:
+        # past a few hundred requests and errors, a connection folds its counts into the
+        # server's in batches; INFO (on another connection) must still see every one
+        text, _ = connect(TextProtocol, self.server)
+        feed(text, b"BOGUS\n" * 300 + b"ECHO x\n" * 700 + b"ECHO \xc3\x28\n" * 5)
+        binary, _ = connect(BinaryProtocol, self.server)
+        feed(binary, encode_frame(0x7F, b"") * 260 + encode_frame(Code.REVERSE, b"ab") * 3)
+        stats = info(self.server, "stats")
+        self.assertEqual(
+            {key: stats[key] for key in ("requests_total", "requests_echo", "requests_reverse", "requests_unknown")},
+            {"requests_total": "1269", "requests_echo": "700", "requests_reverse": "3", "requests_unknown": "565"},
+        )
+        self.assertEqual((stats["errors_unknown_command"], stats["errors_bad_encoding"]), ("560", "5"))
+        self.assertEqual(info(self.server, "stats")["requests_total"], "1270")  # the first INFO is counted
+
     def test_clients_by_mode_and_limits(self) -> None:
         connect(TextProtocol, self.server)
         connect(BinaryProtocol, self.server)

@@ -90,7 +90,7 @@ def collect(server: Server) -> dict[str, dict[str, Value]]:
     bytes_in, bytes_out = stats.closed_bytes_in, stats.closed_bytes_out
     for connection in open_connections:
         by_mode[connection.mode] = by_mode.get(connection.mode, 0) + 1
-        server.core.tally(connection.session)  # its requests still counted as codes, into calls too
+        connection.fold_counters()  # what it has answered since, into the server's counters
         requests += connection_requests(connection)
         got, sent = wire_bytes(connection.transport)
         bytes_in += got

@@ -65,6 +65,8 @@ class Registration:
     refused = False
     #: errors answered so far, and those not logged (past LOGGED_ERRORS)
     errors = 0
+    #: the names of errors past LOGGED_ERRORS not yet counted (fold_counters)
+    _unlogged: list[str] | None = None
 
     def open_connection(self) -> bool:
         """Register a new connection, or refuse it with BUSY or DENIED (protected mode); True when
@@ -110,7 +112,7 @@ class Registration:
         # refcounting, not an occasional full GC, frees a closed connection at once
         self.session.push = no_push
         self.server.remove(self)  # type: ignore[arg-type]
-        self.server.core.tally(self.session)
+        self.fold_counters()
         self.server.stats.connection_closed(self)  # type: ignore[arg-type]
         unlogged = max(0, self.errors - LOGGED_ERRORS)
         requests = self.session.requests
@@ -125,14 +127,36 @@ class Registration:
         )
 
     def log_error(self, name: str) -> None:
-        """Count an ERROR sent to this client (for INFO); log the first few, then only count them."""
-        counts = self.server.stats.errors  # Stats.error inline: a flood of bad requests comes here
-        counts[name] = counts.get(name, 0) + 1
-        self.errors += 1
-        if self.errors <= LOGGED_ERRORS:
+        """Count an ERROR sent to this client (for INFO); log the first few, then only count them.
+
+        Past the first few, the name is only noted, and counted when the counters are read
+        (``fold_counters``): a flood of bad requests costs a list append each."""
+        if self.errors < LOGGED_ERRORS:
+            self.errors += 1
+            counts = self.server.stats.errors
+            counts[name] = counts.get(name, 0) + 1
             log.info("{peer}: ERROR {name}", peer=self.peer, name=name)
             if self.errors == LOGGED_ERRORS:
                 log.info("{peer}: further errors are counted, not logged", peer=self.peer)
+            return
+        unlogged = self._unlogged
+        if unlogged is None:
+            unlogged = self._unlogged = []
+        unlogged.append(name)
+        if len(unlogged) >= FOLD:
+            self.fold_counters()
+
+    def fold_counters(self) -> None:
+        """Bring the server's counters up to date with this connection's requests and errors;
+        INFO and /metrics call this for every connection before they read them."""
+        self.server.core.tally(self.session)
+        unlogged = self._unlogged
+        if unlogged:
+            counts = self.server.stats.errors
+            for name in set(unlogged):
+                counts[name] = counts.get(name, 0) + unlogged.count(name)
+            self.errors += len(unlogged)
+            unlogged.clear()
 
 
 class IdleTimeout(TimeoutMixin):
