@@ -105,7 +105,6 @@ class BinaryProtocol(Connection):
         Requests are counted as one byte each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
-        append = out.append
         # replies since the last write are counted down from FLUSH_COUNT, and count as SMALL
         # bytes each; only larger ones add their bytes to ``unflushed``, which keeps a sum past
         # 256 (an int that every update would allocate) off the path of a small reply
@@ -151,7 +150,7 @@ class BinaryProtocol(Connection):
             if handler is None:
                 count(0)
                 self.log_error(UNKNOWN)
-                append(UNKNOWN_FRAME)
+                out.append(UNKNOWN_FRAME)
                 if verbose:
                     log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD)
             else:
@@ -167,15 +166,14 @@ class BinaryProtocol(Connection):
                         table = tables[code]
                         if table is None:
                             table = small_headers(code)
-                        append(table[length])
-                        append(answer)
+                        out.append(table[length])
+                        out.append(answer)
                     elif length < LARGE_PAYLOAD:
-                        append(_pack(code, length) + answer)
+                        out.append(_pack(code, length) + answer)
                         unflushed += length
                     else:
                         self._flush(out)
                         out = []
-                        append = out.append
                         self.transport.writeSequence((_pack(code, length), answer))
                         unflushed += length
                 elif answer.__class__ is Reply:
@@ -188,14 +186,14 @@ class BinaryProtocol(Connection):
                     if name is not None:
                         self.log_error(name)
                     elif answer.close:
-                        append(frame)
+                        out.append(frame)
                         self._flush(out)
                         self.hang_up("client said QUIT")
                         return
                     if verbose:
                         shown = answer.payload[:200]
                         log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
-                    append(frame)
+                    out.append(frame)
                     if len(frame) >= SMALL:
                         unflushed += len(frame)
                 else:
@@ -208,7 +206,6 @@ class BinaryProtocol(Connection):
             if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
-                append = out.append
                 unflushed = 0
                 room = FLUSH_COUNT
                 if self.writes_paused:

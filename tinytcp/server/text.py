@@ -11,7 +11,6 @@ command that answers later) and go on from there, which LineReceiver's loop cann
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -107,7 +106,6 @@ class TextProtocol(Connection):
         each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
-        append = out.append
         # replies since the last write, counted down (see BinaryProtocol.answer_from)
         room = FLUSH_COUNT
         unflushed = 0
@@ -137,14 +135,14 @@ class TextProtocol(Connection):
                 if answer.__class__ is bytes:
                     if answer and len(answer) < SMALL_ANSWER:
                         # the prefix, the payload and CRLF, joined once per write
-                        append(command.text_prefix)  # type: ignore[union-attr]
-                        append(answer)
-                        append(CRLF)
+                        out.append(command.text_prefix)  # type: ignore[union-attr]
+                        out.append(answer)
+                        out.append(CRLF)
                         if verbose:
                             log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)  # type: ignore[union-attr]
                     else:
                         data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
-                        self._append(data, append)
+                        self._append(data, out)
                         if len(data) >= SMALL:
                             unflushed += len(data)
                 elif answer.__class__ is Reply:
@@ -157,11 +155,11 @@ class TextProtocol(Connection):
                     if name is not None:
                         self.log_error(name)
                     elif answer.close:
-                        append(data)
+                        out.append(data)
                         self._flush(out)
                         self.hang_up("client said QUIT")
                         return
-                    self._append(data, append)
+                    self._append(data, out)
                     if len(data) >= SMALL:
                         unflushed += len(data)
                 else:
@@ -173,14 +171,13 @@ class TextProtocol(Connection):
                 count(0)
                 name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
                 self.log_error(name)
-                self._append(reply, append)
+                self._append(reply, out)
             room -= 1
             if room and not unflushed:
                 continue
             if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
                 self._flush(out)
                 out = []
-                append = out.append
                 unflushed = 0
                 room = FLUSH_COUNT
                 if self.writes_paused:
@@ -191,9 +188,9 @@ class TextProtocol(Connection):
         if self.lines.too_long and not self.closing:
             self._too_long()
 
-    def _append(self, data: bytes, append: Any) -> None:
+    def _append(self, data: bytes, out: list[bytes]) -> None:
         """Add a reply built whole (not small, or not bytes) to the write, logging it under --verbose."""
-        append(data)
+        out.append(data)
         if self._verbose:
             log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
 
