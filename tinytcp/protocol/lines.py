@@ -23,6 +23,8 @@ class LineSplitter:
         self.held = bytearray()
         #: a line longer than max_line arrived; feed returned the lines before it
         self.too_long = False
+        #: every line the last feed returned is ASCII (one test per read, not one per line)
+        self.ascii = True
 
     def feed(self, data: bytes) -> list[bytes]:
         """The lines ``data`` completes, in order; sets ``too_long`` and stops at a line over the limit."""
@@ -38,6 +40,7 @@ class LineSplitter:
             data = bytes(held)
             held.clear()
         lines = data.split(b"\n")
+        self.ascii = data.isascii()
         rest = lines.pop()
         if len(data) > limit:  # only a read this long can hold a line over the limit
             for index, line in enumerate(lines):

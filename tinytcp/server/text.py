@@ -117,6 +117,7 @@ class TextProtocol(Connection):
         by_name = self._by_name
         verbose = self._verbose
         encoded = ENCODED
+        all_ascii = self.lines.ascii  # the lines come from one read (a later read waits while they do)
         for line in lines:
             parts = line.split(None, 1)
             if not parts:
@@ -126,7 +127,7 @@ class TextProtocol(Connection):
             command = by_name.get(parts[0])
             if command is None:
                 command = by_name.get(parts[0].upper())
-            if command is not None and (line.isascii() or is_utf8(line)):
+            if command is not None and (all_ascii or line.isascii() or is_utf8(line)):
                 count(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
                 # lookup, which CPython 3.11 cannot specialize for a function held by the instance
