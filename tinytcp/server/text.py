@@ -172,7 +172,9 @@ class TextProtocol(Connection):
                 count(0)
                 name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
                 self.log_error(name)
-                self._append(reply, out)
+                out.append(reply)
+                if verbose:
+                    log.info("{peer} <- {reply!r}", peer=self.peer, reply=reply.rstrip(b"\r\n"))
             room -= 1
             if room and not unflushed:
                 continue
