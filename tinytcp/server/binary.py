@@ -114,8 +114,8 @@ class BinaryProtocol(Connection):
         encoded = ENCODED
         core = self._core
         session = self.session
-        count = self._count
-        if len(session.codes) >= FOLD:
+        codes = session.codes
+        if len(codes) >= FOLD:
             core.tally(session)
         handlers = self._handlers
         verbose = self._verbose
@@ -148,13 +148,13 @@ class BinaryProtocol(Connection):
                 log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
             handler = handlers[code]
             if handler is None:
-                count(0)
+                codes.append(0)
                 self.log_error(UNKNOWN)
                 out.append(UNKNOWN_FRAME)
                 if verbose:
                     log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD)
             else:
-                count(code)
+                codes.append(code)
                 answer = handler(core, session, payload)
                 if answer.__class__ is bytes:
                     if verbose:

@@ -72,8 +72,6 @@ class Registration:
         """Register a new connection, or refuse it with BUSY or DENIED (protected mode); True when
         it is served."""
         self.session = Session(self.mode, self.encode, self.push)  # type: ignore[attr-defined]
-        #: how the request loops count a request: its code, appended to the session's codes
-        self._count = self.session.codes.append
         self.session.address = self.transport.getPeer()
         # a WebSocket bridge over wss says so itself (tinytcp/server/websocket.py)
         self.session.tls = INegotiated.providedBy(self.transport) or getattr(self.transport, "secure", False)

@@ -111,8 +111,8 @@ class TextProtocol(Connection):
         unflushed = 0
         core = self._core
         session = self.session
-        count = self._count
-        if len(session.codes) >= FOLD:
+        codes = session.codes
+        if len(codes) >= FOLD:
             core.tally(session)
         by_name = self._by_name
         verbose = self._verbose
@@ -128,7 +128,7 @@ class TextProtocol(Connection):
             if command is None:
                 command = by_name.get(parts[0].upper())
             if command is not None and (all_ascii or line.isascii() or is_utf8(line)):
-                count(command.code)
+                codes.append(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
                 # lookup, which CPython 3.11 cannot specialize for a function held by the instance
                 handler = command.handler
@@ -169,7 +169,7 @@ class TextProtocol(Connection):
                     return
             else:
                 # the loop's own errors: not UTF-8 (whatever the word), or no such command
-                count(0)
+                codes.append(0)
                 name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
                 self.log_error(name)
                 out.append(reply)
