@@ -96,7 +96,7 @@ class TextProtocol(Connection):
             self._too_long()
 
     def answer_from(self, lines: Iterator[bytes]) -> None:
-        """Answer ``lines``, one write per FLUSH_SIZE bytes of replies; stop when the
+        """Answer ``lines``, one write per FLUSH_COUNT replies or FLUSH_SIZE bytes; stop when the
         transport's buffer passes its mark or a reply is a Deferred, holding the rest.
 
         The loop dispatches by name through the core's table and encodes a handler's payload
