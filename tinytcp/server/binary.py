@@ -17,9 +17,8 @@ from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Code, Reply, as_reply, error
 from tinytcp.protocol.framing import FrameSplitter
-from tinytcp.protocol.reply import CONSTANT_REPLIES
 from tinytcp.protocol.wire import HEADER, HEADER_SIZE, encode_frame_reply
-from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection
+from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection, encoded_constants
 from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
@@ -28,8 +27,6 @@ UNKNOWN = errors.UNKNOWN_COMMAND
 UNKNOWN_PAYLOAD = UNKNOWN.encode("ascii")
 UNKNOWN_FRAME = encode_frame_reply(error(UNKNOWN))
 ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
-#: the constant replies (errors, BYE) as frames, with the error's name (None for BYE)
-ENCODED = {reply: (encode_frame_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
 _pack = HEADER.pack
 _unpack = HEADER.unpack_from
 
@@ -55,6 +52,7 @@ class BinaryProtocol(Connection):
 
     mode = "binary"
     encode = staticmethod(encode_frame_reply)
+    constants = encoded_constants(encode_frame_reply)
 
     def __init__(self, server: Server) -> None:
         Connection.__init__(self, server)
@@ -111,7 +109,6 @@ class BinaryProtocol(Connection):
         room = FLUSH_COUNT
         unflushed = 0
         tables = SMALL_HEADERS
-        encoded = ENCODED
         core = self._core
         session = self.session
         codes = session.codes
@@ -177,18 +174,9 @@ class BinaryProtocol(Connection):
                         self.transport.writeSequence((_pack(code, length), answer))
                         unflushed += length
                 elif answer.__class__ is Reply:
-                    prepared = encoded.get(answer)
-                    if prepared is None:
-                        frame = encode_frame_reply(answer)
-                        name = answer.payload.decode("ascii") if answer.code == ERROR else None
-                    else:
-                        frame, name = prepared
-                    if name is not None:
-                        self.log_error(name)
-                    elif answer.close:
-                        out.append(frame)
-                        self._flush(out)
-                        self.hang_up("client said QUIT")
+                    frame = self.encode_reply(answer)
+                    if answer.close:
+                        self.quit_after(out, frame)
                         return
                     if verbose:
                         shown = answer.payload[:200]
@@ -218,10 +206,6 @@ class BinaryProtocol(Connection):
                 self._too_large()
         elif offset < size:
             frames.cut(data, offset)  # holds the start of the next frame
-
-    def _flush(self, out: list[bytes]) -> None:
-        if out:
-            self.send(b"".join(out) if len(out) > 1 else out[0])
 
     def _too_large(self) -> None:
         code, length = self.frames.too_large  # type: ignore[misc]

@@ -31,7 +31,7 @@ from zope.interface import implementer
 from tinytcp.auth.network import is_local
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import BYE, Session, no_push
-from tinytcp.protocol.reply import Code, Reply, error
+from tinytcp.protocol.reply import CONSTANT_REPLIES, Code, Reply, error
 from tinytcp.server.state import PROTECTED_HINT, QUIET, Server, describe_peer
 
 log = Logger(namespace="tinytcp")
@@ -51,6 +51,12 @@ FLUSH_COUNT = FLUSH_SIZE // SMALL
 FOLD = 256
 
 
+def encoded_constants(encode: Callable[[Reply], bytes]) -> dict[Reply, tuple[bytes, str | None]]:
+    """The constant replies (every documented error, BYE) in one wire format, each with its
+    error's name (None for BYE): encoded once, for ``Registration.encode_reply``."""
+    return {reply: (encode(reply), name) for reply, name in CONSTANT_REPLIES.items()}
+
+
 class Registration:
     """Joining and leaving the server: the registry, the connection limit, the chat room."""
 
@@ -58,6 +64,7 @@ class Registration:
     transport: Any
     mode = "?"
     encode: Callable[[Reply], bytes]
+    constants: dict[Reply, tuple[bytes, str | None]] = {}
     peer = "?"
     opened = 0.0
     #: no more requests are read or answered (QUIT, an error that closes, shutdown, lost)
@@ -123,6 +130,19 @@ class Registration:
             unlogged=f", {unlogged} more errors not logged" if unlogged else "",
             why=reason.getErrorMessage(),
         )
+
+    def encode_reply(self, reply: Reply) -> bytes:
+        """``reply`` in this connection's wire format, counted (and maybe logged) when it is an
+        error; a constant one comes encoded from ``constants``."""
+        prepared = self.constants.get(reply)
+        if prepared is None:
+            data = self.encode(reply)
+            name = reply.payload.decode("ascii") if reply.code == Code.ERROR else None
+        else:
+            data, name = prepared
+        if name is not None:
+            self.log_error(name)
+        return data
 
     def log_error(self, name: str) -> None:
         """Count an ERROR sent to this client (for INFO); log the first few, then only count them.
@@ -244,9 +264,7 @@ class Backpressure:
         self.waiting = False
         if self.closing:
             return
-        if reply.code == Code.ERROR:
-            self.log_error(reply.payload.decode("ascii"))  # type: ignore[attr-defined]
-        self.send(self.encode(reply))  # type: ignore[attr-defined]
+        self.send(self.encode_reply(reply))  # type: ignore[attr-defined]
         if reply.close:
             self.hang_up("client said QUIT")  # type: ignore[attr-defined]
             return
@@ -282,6 +300,17 @@ class Backpressure:
                 self.hang_up(why)  # type: ignore[attr-defined]
                 return
         self.send(data)
+
+    def _flush(self, out: list[bytes]) -> None:
+        """Write the replies a request loop gathered, joined."""
+        if out:
+            self.send(b"".join(out) if len(out) > 1 else out[0])
+
+    def quit_after(self, out: list[bytes], last: bytes) -> None:
+        """Write the gathered replies and ``last`` (BYE), then close: the client said QUIT."""
+        out.append(last)
+        self._flush(out)
+        self.hang_up("client said QUIT")  # type: ignore[attr-defined]
 
     def send(self, data: bytes) -> None:
         """Write replies and pushes; on tinytcp's TCP listeners the transport sends them at once
@@ -397,8 +426,7 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
         self.close_connection(reason)
 
     def send_error(self, name: str) -> None:
-        self.log_error(name)
-        self.transport.write(self.encode(error(name)))
+        self.transport.write(self.encode_reply(error(name)))
 
     def hang_up(self, why: str) -> None:
         """Close on the server's own initiative: flush what is queued, and abort if the client

@@ -18,12 +18,11 @@ from twisted.python.failure import Failure
 
 from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
-from tinytcp.protocol.core import Code, Reply, as_reply, error
+from tinytcp.protocol.core import Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
-from tinytcp.protocol.reply import CONSTANT_REPLIES
 from tinytcp.protocol.telnet import DATA, IAC, WILL_TIMING_MARK, strip_telnet
 from tinytcp.protocol.wire import CRLF, TEXT_PREFIX, encode_text_reply
-from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection
+from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection, encoded_constants
 from tinytcp.server.state import Server
 
 log = Logger(namespace="tinytcp")
@@ -40,9 +39,6 @@ def is_utf8(line: bytes) -> bool:
 UNKNOWN = errors.UNKNOWN_COMMAND
 UNKNOWN_LINE = encode_text_reply(error(UNKNOWN))
 BAD_LINE = (errors.BAD_ENCODING, encode_text_reply(error(errors.BAD_ENCODING)))
-ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
-#: the constant replies (errors, BYE) as lines, with the error's name (None for BYE)
-ENCODED = {reply: (encode_text_reply(reply), name) for reply, name in CONSTANT_REPLIES.items()}
 #: a payload shorter than this makes a reply under SMALL bytes whatever its prefix
 SMALL_ANSWER = SMALL - max(map(len, TEXT_PREFIX.values())) - len(CRLF)
 
@@ -52,6 +48,7 @@ class TextProtocol(Connection):
 
     mode = "text"
     encode = staticmethod(encode_text_reply)
+    constants = encoded_constants(encode_text_reply)
 
     def __init__(self, server: Server) -> None:
         Connection.__init__(self, server)
@@ -116,7 +113,6 @@ class TextProtocol(Connection):
             core.tally(session)
         by_name = self._by_name
         verbose = self._verbose
-        encoded = ENCODED
         all_ascii = self.lines.ascii  # the lines come from one read (a later read waits while they do)
         for line in lines:
             parts = line.split(None, 1)
@@ -147,18 +143,9 @@ class TextProtocol(Connection):
                         if len(data) >= SMALL:
                             unflushed += len(data)
                 elif answer.__class__ is Reply:
-                    prepared = encoded.get(answer)
-                    if prepared is None:
-                        data = encode_text_reply(answer)
-                        name = answer.payload.decode("ascii") if answer.code == ERROR else None
-                    else:
-                        data, name = prepared
-                    if name is not None:
-                        self.log_error(name)
-                    elif answer.close:
-                        out.append(data)
-                        self._flush(out)
-                        self.hang_up("client said QUIT")
+                    data = self.encode_reply(answer)
+                    if answer.close:
+                        self.quit_after(out, data)
                         return
                     self._append(data, out)
                     if len(data) >= SMALL:
@@ -196,10 +183,6 @@ class TextProtocol(Connection):
         out.append(data)
         if self._verbose:
             log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
-
-    def _flush(self, out: list[bytes]) -> None:
-        if out:
-            self.send(b"".join(out) if len(out) > 1 else out[0])
 
     def _too_long(self) -> None:
         self.send_error(errors.LINE_TOO_LONG)
