@@ -10,7 +10,7 @@ from tests.helpers import connect, feed, make_server
 from tinytcp.protocol.core import Session
 from tinytcp.protocol.wire import encode_frame, encode_frame_reply
 from tinytcp.server.binary import BinaryProtocol
-from tinytcp.server.connection import FLUSH_COUNT
+from tinytcp.server.connection import FLUSH_COUNT, FOLD
 
 
 def frames(data: bytes) -> list[tuple[int, bytes]]:
@@ -98,6 +98,13 @@ class BinaryProtocolTests(SynchronousTestCase):
         # replies under SMALL bytes are gathered FLUSH_COUNT at a time, so one write carries many
         self.assertEqual(len(writes), -(-10_000 // FLUSH_COUNT))
         self.assertEqual(b"".join(writes), stream)
+
+    def test_a_long_read_leaves_few_request_codes_held(self) -> None:
+        # requests are counted as a byte each and folded as the loop goes: a read of ten
+        # thousand requests must not leave ten thousand bytes held by an idle connection
+        feed(self.protocol, b"".join(encode_frame(1, b"") for _ in range(10_000)))
+        self.assertLessEqual(len(self.protocol.session.codes), FOLD + FLUSH_COUNT)
+        self.assertEqual(self.protocol.session.requests + len(self.protocol.session.codes), 10_000)
 
     def test_large_frame_in_small_reads(self) -> None:
         protocol, transport = connect(BinaryProtocol, make_server(max_frame=16 * 1024 * 1024))

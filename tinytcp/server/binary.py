@@ -196,6 +196,8 @@ class BinaryProtocol(Connection):
                 out = []
                 unflushed = 0
                 room = FLUSH_COUNT
+                if len(codes) >= FOLD:  # a long read: fold as it goes, so no read leaves many held
+                    core.tally(session)
                 if self.writes_paused:
                     self.hold((data, offset, None))
                     return

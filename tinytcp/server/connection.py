@@ -47,7 +47,8 @@ FLUSH_SIZE = 64 * 1024
 SMALL = 256
 FLUSH_COUNT = FLUSH_SIZE // SMALL
 #: request codes a session holds (``Session.codes``) before the request loop folds them into
-#: the counters; readers of the counters fold them first (``Core.tally``)
+#: the counters (at the start of a read and at each write, so a session holds at most about
+#: FOLD + FLUSH_COUNT); readers of the counters fold them first (``Core.tally``)
 FOLD = 256
 
 
