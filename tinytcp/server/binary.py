@@ -45,6 +45,8 @@ def small_headers(code: int) -> list[bytes]:
 
 #: payloads at least this long are written as their own piece, not copied behind a header
 LARGE_PAYLOAD = 16 * 1024
+#: the replies of one run between two writes, counted by the request loop's inner for
+RUN = range(FLUSH_COUNT)
 
 
 class BinaryProtocol(Connection):
@@ -103,10 +105,10 @@ class BinaryProtocol(Connection):
         Requests are counted as one byte each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
-        # replies since the last write are counted down from FLUSH_COUNT, and count as SMALL
-        # bytes each; only larger ones add their bytes to ``unflushed``, which keeps a sum past
-        # 256 (an int that every update would allocate) off the path of a small reply
-        room = FLUSH_COUNT
+        # replies since the last write come in runs of FLUSH_COUNT (the inner for loop: its
+        # small int counts them, where a countdown of our own cost two operations a request);
+        # a reply under SMALL bytes counts as SMALL, so a run of small ones is at most
+        # FLUSH_SIZE; only a larger one adds its bytes to ``unflushed`` and checks the sum
         unflushed = 0
         tables = SMALL_HEADERS
         core = self._core
@@ -124,33 +126,36 @@ class BinaryProtocol(Connection):
         code: Any
         payload: Any
         while True:
-            if first is not None:
-                code, payload = first
-                first = None
-            else:
-                if offset > last:
-                    break
-                code, length = _unpack(data, offset)
-                if length > max_frame:
-                    frames.too_large = (code, length)
-                    break
-                start = offset + HEADER_SIZE
-                offset = start + length
-                if offset > size:
-                    offset = start - HEADER_SIZE
-                    break
-                payload = data[start:offset]
-            if verbose:
-                shown = loggable_payload(code, payload[:200])
-                log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
-            handler = handlers[code]
-            if handler is None:
-                codes.append(0)
-                self.log_error(UNKNOWN)
-                out.append(UNKNOWN_FRAME)
+            for done in RUN:
+                if first is not None:
+                    code, payload = first
+                    first = None
+                else:
+                    if offset > last:
+                        break
+                    code, length = _unpack(data, offset)
+                    if length > max_frame:
+                        frames.too_large = (code, length)
+                        break
+                    start = offset + HEADER_SIZE
+                    offset = start + length
+                    if offset > size:
+                        offset = start - HEADER_SIZE
+                        break
+                    payload = data[start:offset]
                 if verbose:
-                    log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD)
-            else:
+                    shown = loggable_payload(code, payload[:200])
+                    log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
+                handler = handlers[code]
+                if handler is None:
+                    codes.append(0)
+                    self.log_error(UNKNOWN)
+                    out.append(UNKNOWN_FRAME)
+                    if verbose:
+                        log.info(
+                            "{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD
+                        )
+                    continue
                 codes.append(code)
                 answer = handler(core, session, payload)
                 if answer.__class__ is bytes:
@@ -165,14 +170,14 @@ class BinaryProtocol(Connection):
                             table = small_headers(code)
                         out.append(table[length])
                         out.append(answer)
-                    elif length < LARGE_PAYLOAD:
+                        continue
+                    if length < LARGE_PAYLOAD:
                         out.append(_pack(code, length) + answer)
-                        unflushed += length
                     else:
                         self._flush(out)
                         out = []
                         self.transport.writeSequence((_pack(code, length), answer))
-                        unflushed += length
+                    unflushed += length
                 elif answer.__class__ is Reply:
                     frame = self.encode_reply(answer)
                     if answer.close:
@@ -182,25 +187,33 @@ class BinaryProtocol(Connection):
                         shown = answer.payload[:200]
                         log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
                     out.append(frame)
-                    if len(frame) >= SMALL:
-                        unflushed += len(frame)
+                    if len(frame) < SMALL:
+                        continue
+                    unflushed += len(frame)
                 else:
                     self._flush(out)
                     self.wait_for(as_reply(core.by_code[code], answer), (data, offset, None))
                     return
-            room -= 1
-            if room and not unflushed:
-                continue
-            if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
+                # a larger reply: the run's replies so far count as SMALL each
+                if unflushed + done * SMALL >= FLUSH_SIZE:
+                    self._flush(out)
+                    out = []
+                    unflushed = 0
+                    if self.writes_paused:
+                        self.hold((data, offset, None))
+                        return
+            else:
+                # a whole run answered: write it, fold the counts, and stop if the buffer is full
                 self._flush(out)
                 out = []
                 unflushed = 0
-                room = FLUSH_COUNT
-                if len(codes) >= FOLD:  # a long read: fold as it goes, so no read leaves many held
+                if len(codes) >= FOLD:
                     core.tally(session)
                 if self.writes_paused:
                     self.hold((data, offset, None))
                     return
+                continue
+            break  # the read is answered (or stopped at a partial or oversized frame)
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         if frames.too_large is not None:

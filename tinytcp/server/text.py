@@ -10,7 +10,8 @@ command that answers later) and go on from there, which LineReceiver's loop cann
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from itertools import islice
+from typing import Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -92,8 +93,9 @@ class TextProtocol(Connection):
         elif self.lines.too_long:
             self._too_long()
 
-    def answer_from(self, lines: Iterator[bytes]) -> None:
-        """Answer ``lines``, one write per FLUSH_COUNT replies or FLUSH_SIZE bytes; stop when the
+    def answer_from(self, lines: Any) -> None:
+        """Answer ``lines`` (an iterator over a list: its length hint tells how many are left),
+        one write per FLUSH_COUNT replies or FLUSH_SIZE bytes; stop when the
         transport's buffer passes its mark or a reply is a Deferred, holding the rest.
 
         The loop dispatches by name through the core's table and encodes a handler's payload
@@ -103,8 +105,9 @@ class TextProtocol(Connection):
         each in ``session.codes`` (``Core.tally``).
         """
         out: list[bytes] = []
-        # replies since the last write, counted down (see BinaryProtocol.answer_from)
-        room = FLUSH_COUNT
+        # replies since the last write come in runs of at most FLUSH_COUNT lines (see
+        # BinaryProtocol.answer_from); a larger reply checks the sum, counting every piece in
+        # ``out`` as a SMALL reply (a reply is one to three pieces: a bound from above)
         unflushed = 0
         core = self._core
         session = self.session
@@ -114,16 +117,27 @@ class TextProtocol(Connection):
         by_name = self._by_name
         verbose = self._verbose
         all_ascii = self.lines.ascii  # the lines come from one read (a later read waits while they do)
-        for line in lines:
-            parts = line.split(None, 1)
-            if not parts:
-                continue  # a blank line gets no reply
-            if verbose:
-                log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
-            command = by_name.get(parts[0])
-            if command is None:
-                command = by_name.get(parts[0].upper())
-            if command is not None and (all_ascii or line.isascii() or is_utf8(line)):
+        while True:
+            # most reads hold one run or less, and are iterated as they are: no islice to build
+            left = lines.__length_hint__()
+            for line in lines if left <= FLUSH_COUNT else islice(lines, FLUSH_COUNT):
+                parts = line.split(None, 1)
+                if not parts:
+                    continue  # a blank line gets no reply
+                if verbose:
+                    log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
+                command = by_name.get(parts[0])
+                if command is None:
+                    command = by_name.get(parts[0].upper())
+                if command is None or not (all_ascii or line.isascii() or is_utf8(line)):
+                    # the loop's own errors: not UTF-8 (whatever the word), or no such command
+                    codes.append(0)
+                    name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
+                    self.log_error(name)
+                    out.append(reply)
+                    if verbose:
+                        log.info("{peer} <- {reply!r}", peer=self.peer, reply=reply.rstrip(b"\r\n"))
+                    continue
                 codes.append(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
                 # lookup, which CPython 3.11 cannot specialize for a function held by the instance
@@ -132,49 +146,44 @@ class TextProtocol(Connection):
                 if answer.__class__ is bytes:
                     if answer and len(answer) < SMALL_ANSWER:
                         # the prefix, the payload and CRLF, joined once per write
-                        out.append(command.text_prefix)  # type: ignore[union-attr]
+                        out.append(command.text_prefix)
                         out.append(answer)
                         out.append(CRLF)
                         if verbose:
-                            log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)  # type: ignore[union-attr]
-                    else:
-                        data = command.text_prefix + answer + CRLF if answer else command.text_bare  # type: ignore[union-attr]
-                        self._append(data, out)
-                        if len(data) >= SMALL:
-                            unflushed += len(data)
+                            log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)
+                        continue
+                    data = command.text_prefix + answer + CRLF if answer else command.text_bare
                 elif answer.__class__ is Reply:
                     data = self.encode_reply(answer)
                     if answer.close:
                         self.quit_after(out, data)
                         return
-                    self._append(data, out)
-                    if len(data) >= SMALL:
-                        unflushed += len(data)
                 else:
                     self._flush(out)
                     self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
                     return
-            else:
-                # the loop's own errors: not UTF-8 (whatever the word), or no such command
-                codes.append(0)
-                name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
-                self.log_error(name)
-                out.append(reply)
-                if verbose:
-                    log.info("{peer} <- {reply!r}", peer=self.peer, reply=reply.rstrip(b"\r\n"))
-            room -= 1
-            if room and not unflushed:
-                continue
-            if not room or unflushed + (FLUSH_COUNT - room) * SMALL >= FLUSH_SIZE:
-                self._flush(out)
-                out = []
-                unflushed = 0
-                room = FLUSH_COUNT
-                if len(codes) >= FOLD:  # a long read: fold as it goes, so no read leaves many held
-                    core.tally(session)
-                if self.writes_paused:
-                    self.hold(lines)
-                    return
+                self._append(data, out)
+                if len(data) < SMALL:
+                    continue
+                unflushed += len(data)
+                if unflushed + len(out) * SMALL >= FLUSH_SIZE:
+                    self._flush(out)
+                    out = []
+                    unflushed = 0
+                    if self.writes_paused:
+                        self.hold(lines)
+                        return
+            if left <= FLUSH_COUNT:
+                break  # the read is answered
+            # a whole run answered: write it, fold the counts, and stop if the buffer is full
+            self._flush(out)
+            out = []
+            unflushed = 0
+            if len(codes) >= FOLD:  # a long read: fold as it goes, so no read leaves many held
+                core.tally(session)
+            if self.writes_paused:
+                self.hold(lines)
+                return
         if out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         if self.lines.too_long and not self.closing:
