@@ -151,4 +151,3 @@ def info(server: Server, section: bytes | None) -> bytes | None:
     if name is not None and name not in SECTIONS:
         return None
     return render(collect(server), name)
-

@@ -10,23 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tinytcp.auth.commands import loggable_payload
 from tinytcp.protocol import errors
-from tinytcp.protocol.core import Code, Reply, as_reply, error
+from tinytcp.protocol.core import Reply, as_reply, error
 from tinytcp.protocol.framing import FrameSplitter
 from tinytcp.protocol.wire import HEADER, HEADER_SIZE, encode_frame_reply
 from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection, encoded_constants
 from tinytcp.server.state import Server
-
-log = Logger(namespace="tinytcp")
+from tinytcp.server.wirelog import log_frames
 
 UNKNOWN = errors.UNKNOWN_COMMAND
-UNKNOWN_PAYLOAD = UNKNOWN.encode("ascii")
 UNKNOWN_FRAME = encode_frame_reply(error(UNKNOWN))
-ERROR = Code.ERROR  # a module global: a class attribute load is not specialized by CPython 3.11
 _pack = HEADER.pack
 _unpack = HEADER.unpack_from
 
@@ -89,8 +84,12 @@ class BinaryProtocol(Connection):
             if joined is None:
                 return
             first, data = joined
+            if self._verbose:
+                log_frames(self.peer, first, data)
             self.answer_from((data, 0, first))
         else:
+            if self._verbose:
+                log_frames(self.peer, None, data)
             self.answer_from((data, 0, None))
 
     def answer_from(self, pending: tuple[bytes, int, tuple[int, bytes] | None]) -> None:
@@ -117,7 +116,6 @@ class BinaryProtocol(Connection):
         if len(codes) >= FOLD:
             core.tally(session)
         handlers = self._handlers
-        verbose = self._verbose
         data, offset, first = pending
         frames = self.frames
         size = len(data)
@@ -143,24 +141,15 @@ class BinaryProtocol(Connection):
                         offset = start - HEADER_SIZE
                         break
                     payload = data[start:offset]
-                if verbose:
-                    shown = loggable_payload(code, payload[:200])
-                    log.info("{peer} -> frame {code} {payload!r}", peer=self.peer, code=code, payload=shown)
                 handler = handlers[code]
                 if handler is None:
                     codes.append(0)
                     self.log_error(UNKNOWN)
                     out.append(UNKNOWN_FRAME)
-                    if verbose:
-                        log.info(
-                            "{peer} <- frame {code} {payload!r}", peer=self.peer, code=ERROR, payload=UNKNOWN_PAYLOAD
-                        )
                     continue
                 codes.append(code)
                 answer = handler(core, session, payload)
                 if answer.__class__ is bytes:
-                    if verbose:
-                        log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=code, payload=answer[:200])
                     length = len(answer)
                     if length < SMALL_PAYLOAD:
                         # a small reply: its header from the code's table, the payload beside it
@@ -183,9 +172,6 @@ class BinaryProtocol(Connection):
                     if answer.close:
                         self.quit_after(out, frame)
                         return
-                    if verbose:
-                        shown = answer.payload[:200]
-                        log.info("{peer} <- frame {code} {payload!r}", peer=self.peer, code=answer.code, payload=shown)
                     out.append(frame)
                     if len(frame) < SMALL:
                         continue

@@ -33,6 +33,7 @@ from tinytcp.protocol import errors
 from tinytcp.protocol.core import BYE, Session, no_push
 from tinytcp.protocol.reply import CONSTANT_REPLIES, Code, Reply, error
 from tinytcp.server.state import PROTECTED_HINT, QUIET, Server, describe_peer
+from tinytcp.server.wirelog import WireLog
 
 log = Logger(namespace="tinytcp")
 
@@ -396,6 +397,12 @@ class Connection(Registration, IdleTimeout, Backpressure, Drain, Protocol):
         self.backlog = None
         self.writes_paused = False
         self.waiting = False
+
+    def makeConnection(self, transport: Any) -> None:
+        """Under --verbose, the connection writes through a transport that logs what it writes."""
+        if self.server.settings.verbose:
+            transport = WireLog(transport, self, binary=self.mode == "binary")
+        Protocol.makeConnection(self, transport)
 
     def start(self) -> bool:
         """connectionMade's shared half: register, start the idle clock, produce for the

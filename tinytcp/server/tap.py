@@ -123,7 +123,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         "--auth or --require-login; see the README's Secure deployment. See docs/protocol.md for the wire formats."
     )
     optFlags = [
-        ["verbose", "v", "Log every request and reply (costs throughput)."],
+        ["verbose", "v", "Log every request as it arrives and everything written (costs throughput)."],
         ["check-config", None, "Check the options and the --config file, say so, and exit (like nginx -t)."],
         ["require-client-cert", None, "TLS listeners refuse clients without a certificate from --client-ca."],
         [

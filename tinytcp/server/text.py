@@ -14,10 +14,8 @@ from itertools import islice
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tinytcp.auth.commands import loggable_line
 from tinytcp.protocol import errors
 from tinytcp.protocol.core import Reply, as_reply, error
 from tinytcp.protocol.lines import LineSplitter
@@ -25,8 +23,7 @@ from tinytcp.protocol.telnet import DATA, IAC, WILL_TIMING_MARK, strip_telnet
 from tinytcp.protocol.wire import CRLF, TEXT_PREFIX, encode_text_reply
 from tinytcp.server.connection import FLUSH_COUNT, FLUSH_SIZE, FOLD, SMALL, Connection, encoded_constants
 from tinytcp.server.state import Server
-
-log = Logger(namespace="tinytcp")
+from tinytcp.server.wirelog import log_lines
 
 
 def is_utf8(line: bytes) -> bool:
@@ -89,6 +86,8 @@ class TextProtocol(Connection):
                 self.transport.write(WILL_TIMING_MARK * marks)
         lines = self.lines.feed(data)
         if lines:
+            if self._verbose:
+                log_lines(self.peer, lines)
             self.answer_from(iter(lines))
         elif self.lines.too_long:
             self._too_long()
@@ -115,7 +114,6 @@ class TextProtocol(Connection):
         if len(codes) >= FOLD:
             core.tally(session)
         by_name = self._by_name
-        verbose = self._verbose
         all_ascii = self.lines.ascii  # the lines come from one read (a later read waits while they do)
         while True:
             # most reads hold one run or less, and are iterated as they are: no islice to build
@@ -124,8 +122,6 @@ class TextProtocol(Connection):
                 parts = line.split(None, 1)
                 if not parts:
                     continue  # a blank line gets no reply
-                if verbose:
-                    log.info("{peer} -> {line!r}", peer=self.peer, line=loggable_line(line.rstrip(b"\r")))
                 command = by_name.get(parts[0])
                 if command is None:
                     command = by_name.get(parts[0].upper())
@@ -135,8 +131,6 @@ class TextProtocol(Connection):
                     name, reply = (UNKNOWN, UNKNOWN_LINE) if line.isascii() or is_utf8(line) else BAD_LINE
                     self.log_error(name)
                     out.append(reply)
-                    if verbose:
-                        log.info("{peer} <- {reply!r}", peer=self.peer, reply=reply.rstrip(b"\r\n"))
                     continue
                 codes.append(command.code)
                 # read as an attribute, then called: command.handler(...) compiles to a method
@@ -149,8 +143,6 @@ class TextProtocol(Connection):
                         out.append(command.text_prefix)
                         out.append(answer)
                         out.append(CRLF)
-                        if verbose:
-                            log.info("{peer} <- {reply!r}", peer=self.peer, reply=command.text_prefix + answer)
                         continue
                     data = command.text_prefix + answer + CRLF if answer else command.text_bare
                 elif answer.__class__ is Reply:
@@ -162,7 +154,7 @@ class TextProtocol(Connection):
                     self._flush(out)
                     self.wait_for(as_reply(command, answer), lines)  # type: ignore[arg-type]
                     return
-                self._append(data, out)
+                out.append(data)
                 if len(data) < SMALL:
                     continue
                 unflushed += len(data)
@@ -188,12 +180,6 @@ class TextProtocol(Connection):
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         if self.lines.too_long and not self.closing:
             self._too_long()
-
-    def _append(self, data: bytes, out: list[bytes]) -> None:
-        """Add a reply built whole (not small, or not bytes) to the write, logging it under --verbose."""
-        out.append(data)
-        if self._verbose:
-            log.info("{peer} <- {reply!r}", peer=self.peer, reply=data.rstrip(b"\r\n"))
 
     def _too_long(self) -> None:
         self.send_error(errors.LINE_TOO_LONG)
