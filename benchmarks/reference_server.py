@@ -58,6 +58,7 @@ USAGE = {
     "NICK": "NICK <name>: chat as name (1-32 letters, digits, _ or -)",
     "SAY": "SAY <text>: send MSG <your nick> <text> to every other client",
     "WHO": "WHO: the nicks in the chat, then +N for the guests",
+    "INFO": "INFO [section]: server status as key:value fields; sections: server clients stats chat",
     "QUIT": "QUIT (alias EXIT): the server says BYE and closes the connection",
 }
 ALIASES = {"REV": "REVERSE", "EXIT": "QUIT"}
