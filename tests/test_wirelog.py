@@ -40,6 +40,16 @@ class TextTapTests(SynchronousTestCase):
         )
         self.assertTrue(transport.value().endswith(b"ECHO hi\r\nERROR UNKNOWN_COMMAND\r\nREVERSE cba\r\n"))
 
+    def test_long_lines_are_logged_cut_and_sent_whole(self) -> None:
+        line = b"ECHO " + b"y" * 300
+        with capturedLogs() as events:
+            protocol, transport = connect(TextProtocol, make_server(verbose=True))
+            feed(protocol, line + b"\n")
+        shown = repr(line[:200])
+        self.assertIn(f"127.0.0.1:5555 -> {shown}", logged(events))
+        self.assertIn(f"127.0.0.1:5555 <- {shown}", logged(events))
+        self.assertTrue(transport.value().endswith(line + b"\r\n"))
+
     def test_a_pushed_message_is_logged_for_its_receiver(self) -> None:
         server = make_server(verbose=True)
         sender, _ = connect(TextProtocol, server, port=1)

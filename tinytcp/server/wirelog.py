@@ -43,7 +43,7 @@ def log_lines(peer: str, lines: Iterable[bytes]) -> None:
     for line in lines:
         line = line.rstrip(b"\r")
         if line.strip():
-            log.info("{peer} -> {line!r}", peer=peer, line=loggable_line(line))
+            log.info("{peer} -> {line!r}", peer=peer, line=loggable_line(line[:SHOWN]))
 
 
 def log_frames(peer: str, first: tuple[int, bytes] | None, data: bytes) -> None:
