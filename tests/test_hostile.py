@@ -115,6 +115,33 @@ class LargeRepliesTests(SynchronousTestCase):
         self.assertEqual(lines[-2], b"ECHO last")
 
 
+class WriteSizeTests(SynchronousTestCase):
+    """A long read of larger replies with small ones among them (a run of 256 would be about
+    250 KB): every write holds at most FLUSH_SIZE of replies plus one, and together they are
+    every reply in order."""
+
+    def check(self, protocol_class: type, stream: bytes, expected: bytes, largest: int) -> None:
+        protocol, transport = connect(protocol_class, make_server())
+        transport.clear()
+        writes: list[bytes] = []
+        transport.write = writes.append  # type: ignore[method-assign]
+        transport.writeSequence = lambda pieces: writes.append(b"".join(pieces))  # type: ignore[method-assign]
+        protocol.dataReceived(stream)
+        self.assertEqual(b"".join(writes), expected)
+        self.assertGreater(len(writes), 10)
+        self.assertLessEqual(max(map(len, writes)), FLUSH_SIZE + largest)
+
+    def test_text(self) -> None:
+        lines = [b"ECHO " + b"y" * (1000 + i % 50) if i % 7 else b"ECHO %d" % i for i in range(3000)]
+        replies = b"".join(line + b"\r\n" for line in lines)
+        self.check(TextProtocol, b"".join(line + b"\n" for line in lines), replies, 1060)
+
+    def test_binary(self) -> None:
+        payloads = [b"y" * (1000 + i % 50) if i % 7 else b"%d" % i for i in range(3000)]
+        frames = b"".join(encode_frame(Code.ECHO, payload) for payload in payloads)
+        self.check(BinaryProtocol, frames, frames, 1060)
+
+
 def split_frames(data: bytes) -> list[tuple[int, bytes]]:
     frames, offset = [], 0
     while offset < len(data):
