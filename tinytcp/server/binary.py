@@ -84,13 +84,11 @@ class BinaryProtocol(Connection):
             if joined is None:
                 return
             first, data = joined
-            if self._verbose:
-                log_frames(self.peer, first, data)
-            self.answer_from((data, 0, first))
         else:
-            if self._verbose:
-                log_frames(self.peer, None, data)
-            self.answer_from((data, 0, None))
+            first = None
+        if self._verbose:
+            log_frames(self.peer, first, data)
+        self.answer_from((data, 0, first))
 
     def answer_from(self, pending: tuple[bytes, int, tuple[int, bytes] | None]) -> None:
         """Answer ``first`` (a frame that spanned reads, already cut), then the frames of

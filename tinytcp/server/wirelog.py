@@ -17,25 +17,21 @@ from twisted.logger import Logger
 from zope.interface import directlyProvides, providedBy
 
 from tinytcp.auth.commands import loggable_line, loggable_payload
-from tinytcp.protocol.wire import CRLF, HEADER, HEADER_SIZE
+from tinytcp.protocol.framing import FrameSplitter
+from tinytcp.protocol.wire import CRLF
 
 log = Logger(namespace="tinytcp")
 
 #: the most of a payload a log line shows
 SHOWN = 200
+#: frames logged are cut whatever their length (the connection's own splitter enforces --max-frame)
+UNBOUNDED = 2**32
 
 
-def whole_frames(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
-    """The ``(code, payload)`` of each complete frame in ``data`` from ``offset`` on, up to
-    the first that is not (nothing is held: for logging only)."""
-    size = len(data)
-    while size - offset >= HEADER_SIZE:
-        code, length = HEADER.unpack_from(data, offset)
-        start = offset + HEADER_SIZE
-        offset = start + length
-        if offset > size:
-            return
-        yield code, data[start:offset]
+def whole_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The ``(code, payload)`` of each complete frame in ``data``, up to the first that is not:
+    cut by a splitter of its own, so the connection's splitter holds nothing more."""
+    return FrameSplitter(UNBOUNDED).frames(data)
 
 
 def log_lines(peer: str, lines: Iterable[bytes]) -> None:
