@@ -19,8 +19,10 @@ microseconds per request:
 - ``unattributed`` (not in ``total``): samples in which py-spy read no Python stack.
 
 The request loops are split by their source lines, found by the statements that end each
-stage (so an edit elsewhere does not shift them); the loops of tinytcp before issue 13
-(4555938, a flat ``tinytcp/`` package) are split by function, and there the per-command
+stage, in this checkout's source: classify a profile from the tree that produced it (a
+profile of an older server/binary.py, read against a newer one, lands in the wrong stages).
+The loops of tinytcp before issue 13 (4555938, a flat ``tinytcp/`` package) are split by
+function, and there the per-command
 counters are part of ``dispatch`` (``Core.frame_request``/``text_request``).  py-spy's
 ``--rate`` is 1,000 samples per second in profile_server.py, the default here.
 """
@@ -33,7 +35,12 @@ import json
 import os
 import re
 
+from profile_server import TINYTCP_POLL_LINE
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: the innermost frame of a sample that waits in epoll_wait: tinytcp's reactor's poll line
+#: (profile_server.py finds it), or line 38 of 4555938's tinytcp/reactor.py
+WAITING = re.compile(rf"EPollReactor\.doPoll \(tinytcp/(server/reactor\.py:{TINYTCP_POLL_LINE}|reactor\.py:38)\)$")
 STAGES = ("framing", "dispatch", "count", "command", "reply", "writes", "reads+reactor")
 #: old (4555938) functions by stage; anything unnamed here is reads+reactor
 OLD_FUNCTIONS = {
@@ -126,10 +133,7 @@ def main() -> int:
                 unattributed += int(count)  # py-spy read no Python stack
                 continue
             innermost = stack.split(";")[-1]
-            if re.match(r"EPollReactor\.doPoll \(tinytcp/(server/)?reactor\.py:\d+\)$", innermost) and (
-                innermost.endswith(f":{poll_line('server/reactor.py')})")
-                or innermost.endswith(":38)")  # 4555938's tinytcp/reactor.py waits on line 38
-            ):
+            if WAITING.match(innermost):
                 continue  # waiting in epoll_wait
             samples[stage_of(innermost, loops, counted)] += int(count)
     micro = {stage: samples[stage] * 1e6 / args.rate / args.requests for stage in STAGES}
@@ -138,12 +142,6 @@ def main() -> int:
     figures["unattributed"] = round(unattributed * 1e6 / args.rate / args.requests, 3)
     print(json.dumps(figures))
     return 0
-
-
-def poll_line(relative: str) -> int:
-    """The line of tinytcp's reactor that waits in epoll_wait."""
-    with open(os.path.join(HERE, "..", "tinytcp", relative)) as f:
-        return next(n for n, text in enumerate(f, 1) if "self._poller.poll(" in text)
 
 
 if __name__ == "__main__":
